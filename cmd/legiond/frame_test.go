@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/legionelladossier/legiond/devicetwin/clipr"
 	"github.com/legionelladossier/legiond/devicetwin/lorawan"
+	"github.com/legionelladossier/legiond/loadtest/fleet"
 )
 
 func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
@@ -144,5 +146,48 @@ func TestFrameDecodeJoinRequest(t *testing.T) {
 	code, out, _ = runCLI(t, "", "frame", "decode", "--nwk-s-key", vectorNwkSKey, "--app-s-key", vectorAppSKey, "--app-key", vectorAppSKey, hex.EncodeToString(phy))
 	if code != exitInvalidMIC || !strings.Contains(out, `"micValid":false`) {
 		t.Fatalf("wrong app key: exit %d, %s", code, out)
+	}
+}
+
+// TestFrameDecodeFleetFrames closes the loop between the simulator and the
+// operator tool: every simulated frame decodes with its sensor's own keys.
+func TestFrameDecodeFleetFrames(t *testing.T) {
+	f, err := fleet.New(fleet.Config{Sensors: 20, Gateways: 3, Seed: 7, InitialFCnt: 0xfff8}.WithDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[lorawan.EUI64]fleet.SensorInfo{}
+	for _, s := range f.Sensors() {
+		keys[s.DevEUI] = s
+	}
+	kinds := map[string]int{}
+	for i := 0; i < 300; i++ {
+		u, ok := f.Next()
+		if !ok {
+			t.Fatalf("fleet ended after %d uplinks: %v", i, f.Err())
+		}
+		s := keys[u.DevEUI]
+		code, out, errOut := runCLI(t, "", "frame", "decode", "--nwk-s-key", s.NwkSKey.String(), "--app-s-key", s.AppSKey.String(),
+			"--fcnt-msb", strconv.Itoa(int(u.FCnt>>16)), hex.EncodeToString(u.PHYPayload))
+		if code != exitOK {
+			t.Fatalf("uplink %d (fcnt %d): exit %d %s %s", i, u.FCnt, code, out, errOut)
+		}
+		var got struct {
+			DevAddr string `json:"devAddr"`
+			FCnt    uint32 `json:"fCnt"`
+			Clipr   *struct {
+				Kind string `json:"kind"`
+			} `json:"clipr"`
+		}
+		if err := json.Unmarshal([]byte(out), &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.DevAddr != u.DevAddr.String() || got.FCnt != u.FCnt || got.Clipr == nil {
+			t.Fatalf("uplink %d: decoded %s", i, out)
+		}
+		kinds[got.Clipr.Kind]++
+	}
+	if kinds["measurement"] == 0 || kinds["status"] == 0 {
+		t.Fatalf("payload kinds seen: %v; want measurements and status frames", kinds)
 	}
 }

@@ -11,16 +11,16 @@ const module = "github.com/legionelladossier/legiond"
 // allowedImports is DESIGN §2's dependency table: which of our own top-level
 // areas each area may import (besides itself). cmd may import everything.
 var allowedImports = map[string][]string{
-	"proto":               {},
-	"devicetwin":          {"proto"},
-	"actors":              {"devicetwin", "storage", "proto"},
-	"cluster":             {"actors", "storage", "devicetwin", "proto"},
-	"streams":             {"devicetwin", "proto"},
-	"storage":             {"devicetwin", "proto"},
-	"api":                 {"storage", "streams", "proto"},
-	"loadtest":            {"proto", "devicetwin/lorawan", "devicetwin/clipr"},
-	"devicetwin/lorawan":  {},
-	"devicetwin/clipr":    {},
+	"proto":              {},
+	"devicetwin":         {"proto"},
+	"actors":             {"devicetwin", "storage", "proto"},
+	"cluster":            {"actors", "storage", "devicetwin", "proto"},
+	"streams":            {"devicetwin", "proto"},
+	"storage":            {"devicetwin", "proto"},
+	"api":                {"storage", "streams", "proto"},
+	"loadtest":           {"proto", "devicetwin/lorawan", "devicetwin/clipr"},
+	"devicetwin/lorawan": {},
+	"devicetwin/clipr":   {},
 }
 
 // area maps a package path (relative to the module) to its row in

@@ -22,7 +22,7 @@ type cmacKey struct {
 func newAES(key AES128Key) (cipher.Block, error) {
 	b, err := aes.NewCipher(key[:])
 	if err != nil {
-		return nil, fmt.Errorf("aes: %v: %w", err, ErrInvalidLength)
+		return nil, fmt.Errorf("aes: %w: %w", err, ErrInvalidLength)
 	}
 	return b, nil
 }
