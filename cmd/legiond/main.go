@@ -36,7 +36,9 @@ type command struct {
 // commands lists every top-level subcommand. Add new ones here.
 func commands() map[string]command {
 	return map[string]command{
-		"frame": {summary: "decode LoRaWAN frames (operator tool)", run: runFrame},
+		"frame":   {summary: "decode LoRaWAN frames (operator tool)", run: runFrame},
+		"admin":   {summary: "provision partners, customers, sites, tap points, devices, gateways", run: runAdmin},
+		"migrate": {summary: "create or upgrade the PostgreSQL registry schema", run: runMigrate},
 	}
 }
 

@@ -1,5 +1,4 @@
-// Package pgtest runs a private, throw-away PostgreSQL server from the
-// system's PostgreSQL binaries, for tests and for local development.
+// Package pgtest gives integration tests a real PostgreSQL server.
 //
 // A test package starts one server for its whole run from TestMain:
 //
@@ -14,17 +13,11 @@
 //
 // When PGTEST_DATABASE_URL or DATABASE_URL is set, no server is started:
 // that server is used instead, and its role must be allowed to create
-// databases (and roles, if the template creates them).
+// databases and roles. Otherwise a private server is started with
+// storage/postgres/pgserver (see there for how) and stopped at the end.
+// A server that cannot be started fails the run with a clear message:
+// tests never skip silently. Binaries missing on a fresh machine are
+// installed by scripts/ensure-postgres.sh (make test calls it).
 //
-// Otherwise the binaries are taken from PG_BINDIR or the newest
-// /usr/lib/postgresql/*/bin. The server runs in a fresh temporary data
-// folder (or a given one, reused across runs), listens on a unix socket in
-// that folder (and on a loopback TCP port when asked), authenticates with
-// SCRAM passwords, and runs as an unprivileged user ("postgres", else
-// "nobody") when the caller is root, because PostgreSQL refuses to run as
-// root. Installing missing binaries is not this package's job: that is
-// scripts/ensure-postgres.sh, called by the Makefile and CI.
-//
-// This package must not be imported by production code paths other than
-// development tooling.
+// Only tests import this package.
 package pgtest

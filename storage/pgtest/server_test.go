@@ -50,34 +50,3 @@ func TestNewDatabaseCopiesTemplateAndIsolates(t *testing.T) {
 		t.Fatalf("databases not isolated: n=%d err=%v", n, err)
 	}
 }
-
-func TestWrongPasswordRefused(t *testing.T) {
-	srv := Current(t)
-	if !srv.Private() {
-		t.Skip("external server: authentication is not ours to check")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, srv.UserDSN("postgres", Superuser, "wrong"))
-	if err == nil {
-		conn.Close(ctx)
-		t.Fatal("connected with a wrong password")
-	}
-}
-
-func TestConfigValidate(t *testing.T) {
-	for _, tc := range []struct {
-		cfg Config
-		ok  bool
-	}{
-		{Config{}, true},
-		{Config{Port: 5433}, true},
-		{Config{Port: -1}, false},
-		{Config{Port: 70000}, false},
-		{Config{StartTimeout: -time.Second}, false},
-	} {
-		if err := tc.cfg.Validate(); (err == nil) != tc.ok {
-			t.Errorf("%+v: err=%v", tc.cfg, err)
-		}
-	}
-}

@@ -11,7 +11,24 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/legionelladossier/legiond/storage/postgres/pgserver"
 )
+
+// Server is a running PostgreSQL server (see pgserver).
+type Server = pgserver.Server
+
+// Config configures a private server (see pgserver).
+type Config = pgserver.Config
+
+// Superuser is the bootstrap superuser of a private server.
+const Superuser = pgserver.Superuser
+
+// Start starts a private server (see pgserver.Start).
+func Start(ctx context.Context, cfg Config) (*Server, error) { return pgserver.Start(ctx, cfg) }
+
+// External wraps an existing server (see pgserver.External).
+func External(dsn string) (*Server, error) { return pgserver.External(dsn) }
 
 // MainOptions configure Main.
 type MainOptions struct {

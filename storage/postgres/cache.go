@@ -175,8 +175,10 @@ func (c *Cache) Stats() CacheStats {
 func (c *Cache) Run(ctx context.Context) error {
 	for {
 		err := c.session(ctx)
-		if ctx.Err() != nil {
+		select {
+		case <-ctx.Done():
 			return nil
+		default:
 		}
 		c.reconnects.Add(1)
 		c.log.Warn("registry cache: listener lost, reloading after reconnect", "err", err, "delay", c.cfg.ReconnectDelay)
@@ -205,7 +207,7 @@ func (c *Cache) session(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen connect: %w", err)
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
 	if _, err := conn.Exec(ctx, "LISTEN "+NotifyChannel); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}

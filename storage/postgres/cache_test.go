@@ -198,6 +198,7 @@ func BenchmarkCacheLookup(b *testing.B) {
 	if len(addrs) < 10000 {
 		b.Fatalf("%d addresses cached", len(addrs))
 	}
+	b.ReportMetric(float64(c.Stats().LastFullLoad.Microseconds())/1000, "ms-full-load-20k")
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0

@@ -69,7 +69,10 @@ func (d *NewDevice) validate() []*FieldError {
 		add("dev_eui", "is required (16 hex digits, not all zero)")
 	}
 	if name, err := checkText("name", d.Name, false, 200); err != nil {
-		errs = append(errs, err.(*FieldError))
+		var fe *FieldError
+		if errors.As(err, &fe) {
+			errs = append(errs, fe)
+		}
 	} else {
 		d.Name = name
 	}

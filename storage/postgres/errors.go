@@ -61,7 +61,7 @@ func (e *FieldError) Error() string {
 
 // Unwrap exposes ErrInvalidArgument and the class.
 func (e *FieldError) Unwrap() []error {
-	if e.Err != nil && e.Err != ErrInvalidArgument {
+	if e.Err != nil && !errors.Is(e.Err, ErrInvalidArgument) {
 		return []error{ErrInvalidArgument, e.Err}
 	}
 	return []error{ErrInvalidArgument}

@@ -28,13 +28,13 @@ func TestImportBadRows(t *testing.T) {
 		"70B3D57ED0010001,OTAA,ok otaa,," + tap.String() + ",70B3D57ED0FFFFFF,2B7E151628AED2A6ABF7158809CF4F3C,,,",                        // 2
 		"70B3D57ED0010002,ABP,ok abp," + site.String() + ",,,,26011F01,2B7E151628AED2A6ABF7158809CF4F3C,3C4FCF098815F7ABA6D2AE2816157E2B", // 3
 		"# a comment line", // 4
-		"70B3D57ED00100,OTAA,short eui,,,70B3D57ED0FFFFFF,2B7E151628AED2A6ABF7158809CF4F3C,,,",                                    // 5
-		"70B3D57ED0010003,OTAA,no key,,,70B3D57ED0FFFFFF,,,,",                                                                     // 6
-		"70B3D57ED0010004,OTAA,bad key,,,70B3D57ED0FFFFFF,2B7E1516,,,",                                                            // 7
-		"70B3D57ED0010001,OTAA,dup in file,,,70B3D57ED0FFFFFF,2B7E151628AED2A6ABF7158809CF4F3C,,,",                                // 8
-		w.B.Device.String() + ",OTAA,taken by B,,,70B3D57ED0FFFFFF,2B7E151628AED2A6ABF7158809CF4F3C,,,",                           // 9
+		"70B3D57ED00100,OTAA,short eui,,,70B3D57ED0FFFFFF,2B7E151628AED2A6ABF7158809CF4F3C,,,",                                       // 5
+		"70B3D57ED0010003,OTAA,no key,,,70B3D57ED0FFFFFF,,,,",                                                                        // 6
+		"70B3D57ED0010004,OTAA,bad key,,,70B3D57ED0FFFFFF,2B7E1516,,,",                                                               // 7
+		"70B3D57ED0010001,OTAA,dup in file,,,70B3D57ED0FFFFFF,2B7E151628AED2A6ABF7158809CF4F3C,,,",                                   // 8
+		w.B.Device.String() + ",OTAA,taken by B,,,70B3D57ED0FFFFFF,2B7E151628AED2A6ABF7158809CF4F3C,,,",                              // 9
 		"70B3D57ED0010005,OTAA,other tenant site," + w.B.Site.ID.String() + ",,70B3D57ED0FFFFFF,2B7E151628AED2A6ABF7158809CF4F3C,,,", // 10
-		"70B3D57ED0010006,FOO,bad activation,,,,,,,",                                                                              // 11
+		"70B3D57ED0010006,FOO,bad activation,,,,,,,",                                                                                 // 11
 		"70B3D57ED0010007,OTAA,\"two",                                    // 12
 		"lines\",,,70B3D57ED0FFFFFF,2B7E151628AED2A6ABF7158809CF4F3C,,,", // 13
 		"70B3D57ED0010008,OTAA,too few fields",                           // 14

@@ -152,7 +152,7 @@ func LoadOrCreateDevMasterKey(dir string) (MasterKey, string, error) {
 		return MasterKey{}, "", fmt.Errorf("dev master key: %w", err)
 	}
 	if _, err := f.WriteString(body); err != nil {
-		f.Close()
+		_ = f.Close()
 		return MasterKey{}, "", fmt.Errorf("dev master key: %w", err)
 	}
 	if err := f.Close(); err != nil {

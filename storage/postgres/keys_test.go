@@ -252,7 +252,7 @@ func TestMasterKeyLoading(t *testing.T) {
 func fmtAll(v any) string {
 	var b strings.Builder
 	for _, f := range []string{"%v", "%+v", "%#v", "%s", "%x"} {
-		b.WriteString(fmt.Sprintf(f, v))
+		fmt.Fprintf(&b, f, v)
 	}
 	return b.String()
 }

@@ -100,7 +100,7 @@ func Migrate(ctx context.Context, cfg MigrateConfig) (MigrateResult, error) {
 		_, err := c.Exec(ctx, "SET ROLE "+OwnerRole)
 		return err
 	}))
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 
 	sub, err := fs.Sub(migrationFiles, "migrations")
 	if err != nil {
@@ -162,7 +162,7 @@ func bootstrap(ctx context.Context, dsn, appPassword string) error {
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
-	defer conn.Close(context.Background())
+	defer func() { _ = conn.Close(context.Background()) }()
 
 	for _, stmt := range []string{
 		`DO $$ BEGIN

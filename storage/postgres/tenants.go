@@ -58,13 +58,6 @@ func optID(p *uuid.UUID) uuid.UUID {
 	return *p
 }
 
-func ptrID(id uuid.UUID) *uuid.UUID {
-	if id == uuid.Nil {
-		return nil
-	}
-	return &id
-}
-
 // requireKind fails unless the scope is one of kinds.
 func (t *Tx) requireKind(op string, kinds ...ScopeKind) error {
 	for _, k := range kinds {

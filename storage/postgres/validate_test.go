@@ -48,7 +48,7 @@ func TestParseHexValues(t *testing.T) {
 
 func TestCheckResidency(t *testing.T) {
 	for _, tc := range []struct {
-		in, want string
+		in, want  string
 		residency bool
 	}{
 		{"NL", "NL", false}, {"de", "DE", false}, {" no ", "NO", false}, {"IS", "IS", false}, {"LI", "LI", false},

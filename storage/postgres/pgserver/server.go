@@ -1,4 +1,4 @@
-package pgtest
+package pgserver
 
 import (
 	"context"
@@ -25,9 +25,9 @@ import (
 // Errors returned by this package.
 var (
 	// ErrNoBinaries means no PostgreSQL server binaries were found.
-	ErrNoBinaries = errors.New("pgtest: PostgreSQL server binaries not found (run scripts/ensure-postgres.sh as root, set PG_BINDIR, or set DATABASE_URL)")
+	ErrNoBinaries = errors.New("pgserver: PostgreSQL server binaries not found (run scripts/ensure-postgres.sh as root, set PG_BINDIR, or set DATABASE_URL)")
 	// ErrStart means the server did not start or did not become ready.
-	ErrStart = errors.New("pgtest: server did not start")
+	ErrStart = errors.New("pgserver: server did not start")
 )
 
 // Superuser is the name of the bootstrap superuser of a private server.
@@ -76,10 +76,10 @@ func (c *Config) withDefaults() Config {
 // Validate reports an invalid configuration.
 func (c *Config) Validate() error {
 	if c.Port < 0 || c.Port > 65535 {
-		return fmt.Errorf("pgtest: port %d out of range", c.Port)
+		return fmt.Errorf("pgserver: port %d out of range", c.Port)
 	}
 	if c.StartTimeout < 0 {
-		return errors.New("pgtest: negative start timeout")
+		return errors.New("pgserver: negative start timeout")
 	}
 	return nil
 }
@@ -111,7 +111,7 @@ type Server struct {
 func External(dsn string) (*Server, error) {
 	u, err := url.Parse(dsn)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return nil, fmt.Errorf("pgtest: external DSN must be a postgres:// URL")
+		return nil, fmt.Errorf("pgserver: external DSN must be a postgres:// URL")
 	}
 	return &Server{external: u}, nil
 }
@@ -168,19 +168,19 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.DataDir == "" {
 		base, err := os.MkdirTemp("", "legiond-pg-")
 		if err != nil {
-			return nil, fmt.Errorf("pgtest: temp dir: %w", err)
+			return nil, fmt.Errorf("pgserver: temp dir: %w", err)
 		}
 		s.base, s.tempBase = base, true
 		s.dataDir = filepath.Join(base, "data")
 	} else {
 		abs, err := filepath.Abs(cfg.DataDir)
 		if err != nil {
-			return nil, fmt.Errorf("pgtest: data dir: %w", err)
+			return nil, fmt.Errorf("pgserver: data dir: %w", err)
 		}
 		s.dataDir = abs
 		s.base = filepath.Dir(abs)
 		if err := os.MkdirAll(s.base, 0o755); err != nil {
-			return nil, fmt.Errorf("pgtest: data dir parent: %w", err)
+			return nil, fmt.Errorf("pgserver: data dir parent: %w", err)
 		}
 	}
 	s.sockDir = filepath.Join(s.base, "sock")
@@ -188,6 +188,10 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 
 	cred, err := credentialFor(cfg.RunAs)
 	if err != nil {
+		s.cleanup()
+		return nil, err
+	}
+	if err := checkTraversable(cred, s.base); err != nil {
 		s.cleanup()
 		return nil, err
 	}
@@ -225,7 +229,27 @@ func credentialFor(name string) (*syscall.Credential, error) {
 		}
 		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}, nil
 	}
-	return nil, fmt.Errorf("pgtest: running as root and neither %q nor \"nobody\" exists to run the server", name)
+	return nil, fmt.Errorf("pgserver: running as root and neither %q nor \"nobody\" exists to run the server", name)
+}
+
+// checkTraversable fails clearly when the server's account could not reach
+// dir because an ancestor folder is closed to others.
+func checkTraversable(cred *syscall.Credential, dir string) error {
+	if cred == nil {
+		return nil
+	}
+	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil {
+			return fmt.Errorf("pgserver: %w", err)
+		}
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Uid != cred.Uid && st.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("pgserver: folder %s is not accessible to the server's account (uid %d); chmod o+x it or choose another data folder", d, cred.Uid)
+		}
+		if d == "/" || d == "." {
+			return nil
+		}
+	}
 }
 
 func (s *Server) chown(cred *syscall.Credential, paths ...string) error {
@@ -234,7 +258,7 @@ func (s *Server) chown(cred *syscall.Credential, paths ...string) error {
 	}
 	for _, p := range paths {
 		if err := os.Chown(p, int(cred.Uid), int(cred.Gid)); err != nil {
-			return fmt.Errorf("pgtest: chown %s: %w", p, err)
+			return fmt.Errorf("pgserver: chown %s: %w", p, err)
 		}
 	}
 	return nil
@@ -244,34 +268,34 @@ func (s *Server) chown(cred *syscall.Credential, paths ...string) error {
 func (s *Server) prepare(ctx context.Context, cred *syscall.Credential) error {
 	pwPath := filepath.Join(s.base, "superuser.password")
 	if err := os.MkdirAll(s.sockDir, 0o700); err != nil {
-		return fmt.Errorf("pgtest: socket dir: %w", err)
+		return fmt.Errorf("pgserver: socket dir: %w", err)
 	}
 	if err := s.chown(cred, s.sockDir); err != nil {
 		return err
 	}
 	if s.tempBase {
 		if err := os.Chmod(s.base, 0o711); err != nil {
-			return fmt.Errorf("pgtest: chmod: %w", err)
+			return fmt.Errorf("pgserver: chmod: %w", err)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(s.dataDir, "PG_VERSION")); err == nil {
 		pw, err := os.ReadFile(pwPath)
 		if err != nil {
-			return fmt.Errorf("pgtest: existing cluster in %s but no password file: %w", s.dataDir, err)
+			return fmt.Errorf("pgserver: existing cluster in %s but no password file: %w", s.dataDir, err)
 		}
 		s.password = strings.TrimSpace(string(pw))
 		return nil
 	}
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
-		return fmt.Errorf("pgtest: password: %w", err)
+		return fmt.Errorf("pgserver: password: %w", err)
 	}
 	s.password = hex.EncodeToString(b[:])
 	if err := os.WriteFile(pwPath, []byte(s.password+"\n"), 0o600); err != nil {
-		return fmt.Errorf("pgtest: password file: %w", err)
+		return fmt.Errorf("pgserver: password file: %w", err)
 	}
 	if err := os.MkdirAll(s.dataDir, 0o700); err != nil {
-		return fmt.Errorf("pgtest: data dir: %w", err)
+		return fmt.Errorf("pgserver: data dir: %w", err)
 	}
 	if err := s.chown(cred, pwPath, s.dataDir); err != nil {
 		return err
@@ -289,7 +313,7 @@ func (s *Server) prepare(ctx context.Context, cred *syscall.Credential) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("%w: initdb: %v\n%s", ErrStart, err, tail(out, 2000))
+		return fmt.Errorf("%w: initdb: %w\n%s", ErrStart, err, tail(out, 2000))
 	}
 	return nil
 }
@@ -301,7 +325,7 @@ func childEnv() []string {
 func (s *Server) launch(cred *syscall.Credential) error {
 	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return fmt.Errorf("pgtest: log file: %w", err)
+		return fmt.Errorf("pgserver: log file: %w", err)
 	}
 	settings := map[string]string{
 		"listen_addresses":        "",
@@ -343,13 +367,13 @@ func (s *Server) launch(cred *syscall.Credential) error {
 	// down); Pdeathsig stops it if this process dies without calling Stop.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true, Pdeathsig: syscall.SIGQUIT}
 	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return fmt.Errorf("%w: %v", ErrStart, err)
+		_ = logf.Close()
+		return fmt.Errorf("%w: %w", ErrStart, err)
 	}
 	s.cmd = cmd
 	go func() {
 		s.exitErr = cmd.Wait()
-		logf.Close()
+		_ = logf.Close()
 		close(s.exited)
 	}()
 	return nil
@@ -365,7 +389,7 @@ func (s *Server) waitReady(ctx context.Context) error {
 		conn, err := pgx.Connect(cctx, s.DSN("postgres"))
 		if err == nil {
 			err = conn.Ping(cctx)
-			conn.Close(context.Background())
+			_ = conn.Close(context.Background())
 		}
 		cancel()
 		if err == nil {
@@ -376,10 +400,10 @@ func (s *Server) waitReady(ctx context.Context) error {
 		select {
 		case <-s.exited:
 			t.Stop()
-			return fmt.Errorf("%w: postgres exited (%v); log:\n%s", ErrStart, s.exitErr, s.logTail())
+			return fmt.Errorf("%w: postgres exited (%w); log:\n%s", ErrStart, s.exitErr, s.logTail())
 		case <-ctx.Done():
 			t.Stop()
-			return fmt.Errorf("%w: not ready in time (last error: %v); log:\n%s", ErrStart, last, s.logTail())
+			return fmt.Errorf("%w: not ready in time (last error: %w); log:\n%s", ErrStart, last, s.logTail())
 		case <-t.C:
 		}
 		if backoff < 250*time.Millisecond {
@@ -415,7 +439,7 @@ func (s *Server) Stop() error {
 			case <-time.After(30 * time.Second):
 				_ = s.cmd.Process.Kill()
 				<-s.exited
-				s.stopErr = fmt.Errorf("pgtest: server did not stop in 30s; killed")
+				s.stopErr = fmt.Errorf("pgserver: server did not stop in 30s; killed")
 			}
 		}
 		s.cleanup()
@@ -473,7 +497,7 @@ func (s *Server) UserDSN(database, user, password string) string {
 // TCPDSN returns a URL over TCP (only when Config.Port was set).
 func (s *Server) TCPDSN(database string) (string, error) {
 	if s.external != nil || s.cfg.Port == 0 {
-		return "", errors.New("pgtest: server has no TCP listener of its own")
+		return "", errors.New("pgserver: server has no TCP listener of its own")
 	}
 	u := url.URL{
 		Scheme: "postgres", User: url.UserPassword(Superuser, s.password),
@@ -496,11 +520,11 @@ func (s *Server) maintenanceDB() string {
 func (s *Server) Exec(ctx context.Context, sql string, args ...any) error {
 	conn, err := pgx.Connect(ctx, s.DSN(s.maintenanceDB()))
 	if err != nil {
-		return fmt.Errorf("pgtest: connect: %w", err)
+		return fmt.Errorf("pgserver: connect: %w", err)
 	}
-	defer conn.Close(context.Background())
+	defer func() { _ = conn.Close(context.Background()) }()
 	if _, err := conn.Exec(ctx, sql, args...); err != nil {
-		return fmt.Errorf("pgtest: %w", err)
+		return fmt.Errorf("pgserver: %w", err)
 	}
 	return nil
 }
