@@ -515,3 +515,18 @@ func TestConsumerCloseBeforeRun(t *testing.T) {
 		t.Fatalf("second Run: %v", err)
 	}
 }
+
+// TestConsumerMultiBroker spreads partition leaders and the group
+// coordinator over three brokers.
+func TestConsumerMultiBroker(t *testing.T) {
+	_, cc := startBrokers(t, 3)
+	produceUplinks(t, cc, 0, 500)
+	h := newFakeHandler(t)
+	runConsumer(t, testConsumerConfig(cc, "multi"), h, &fakeDLQ{})
+	eventually(t, 20*time.Second, func() (bool, string) {
+		return committedAtEnd(t, cc, "multi", TopicUplink)
+	})
+	if h.seenCount() != 500 {
+		t.Fatalf("seen %d", h.seenCount())
+	}
+}

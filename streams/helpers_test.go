@@ -31,7 +31,13 @@ func testLogger() *slog.Logger {
 // startBroker starts an in-memory development broker with the five topics.
 func startBroker(t testing.TB) (*devbroker.Broker, ClientConfig) {
 	t.Helper()
-	b, err := devbroker.Start(t.Context(), devbroker.Config{Partitions: testPartitions}, testLogger())
+	return startBrokers(t, 1)
+}
+
+// startBrokers starts an in-memory development cluster of n brokers.
+func startBrokers(t testing.TB, n int) (*devbroker.Broker, ClientConfig) {
+	t.Helper()
+	b, err := devbroker.Start(t.Context(), devbroker.Config{Partitions: testPartitions, NumBrokers: n}, testLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

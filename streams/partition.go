@@ -126,9 +126,9 @@ func (s *session) run(gctx context.Context) {
 		IsolationLevel: kafka.ReadCommitted,
 		ErrorLogger:    kafkaLogger(s.c.logger, slog.LevelDebug),
 	})
-	if s.start >= 0 || s.start == kafka.FirstOffset || s.start == kafka.LastOffset {
-		_ = reader.SetOffset(s.start) // fails only on a closed reader
-	}
+	// The assignment is a committed offset or the group's FirstOffset /
+	// LastOffset marker; SetOffset fails only on a closed reader.
+	_ = reader.SetOffset(s.start)
 	fetched := make(chan kafka.Message)
 	fetchStopped := make(chan struct{})
 	go s.fetch(gctx, reader, fetched, fetchStopped)
