@@ -3,10 +3,16 @@ package devicetwin
 import "time"
 
 // recentUplinks is how many (DevEUI, FCnt) keys a gateway twin remembers to
-// recognise a redelivered GatewayUplinkSeen. Older redeliveries are counted
-// twice: the statistics are approximate under heavy redelivery, never the
-// alarms.
+// recognise a redelivered GatewayUplinkSeen. An uplink received no later
+// than one that left this ring is ignored (it may have been counted), so
+// re-delivery never counts twice; a copy that arrives that late is lost to
+// the statistics, which are statistics.
 const recentUplinks = 32
+
+type seenUplink struct {
+	key uint64
+	at  ms
+}
 
 // GatewayState is the state of one gateway twin: GATEWAY_OFFLINE and the
 // link-quality statistics of the uplinks it heard. Like SensorState it is a
@@ -29,8 +35,12 @@ type GatewayState struct {
 	snrSum           float64
 	totalUplinks     uint64
 
-	recent    [recentUplinks]uint64
-	recentPos uint8
+	// recent remembers the newest uplinks (key and receive time);
+	// evictedMax is the newest receive time that left the ring: anything
+	// received no later may have been counted and is ignored.
+	recent     [recentUplinks]seenUplink
+	recentPos  uint8
+	evictedMax ms
 
 	alarm Alarm
 	opAt  ms
@@ -144,6 +154,9 @@ func (g *GatewayState) heard(at ms, e *emitter) {
 	}
 	g.offlineCheck(at, false, e)
 	g.lastHeard = max(g.lastHeard, at)
+	if at < g.alarm.RaisedAt {
+		return // heard before it went silent: a late record proves nothing
+	}
 	c := alarmCtx{typ: GatewayOffline, at: at, by: SystemActor, note: "gateway heard"}
 	c.clear(&g.alarm, e)
 }
@@ -191,15 +204,21 @@ func uplinkKey(dev EUI64, fcnt uint32) uint64 {
 
 func (g *GatewayState) applyUplinkSeen(u *GatewayUplinkSeen, dst []Event) []Event {
 	key := uplinkKey(u.DevEUI, u.FCnt)
-	for _, k := range g.recent {
-		if k == key {
+	at := toMS(u.Rx.ReceivedAt)
+	if at <= g.evictedMax {
+		return dst
+	}
+	for _, r := range g.recent {
+		if r.key == key {
 			return dst
 		}
 	}
-	g.recent[g.recentPos] = key
+	if old := g.recent[g.recentPos]; old.key != 0 {
+		g.evictedMax = max(g.evictedMax, old.at)
+	}
+	g.recent[g.recentPos] = seenUplink{key, at}
 	g.recentPos = (g.recentPos + 1) % recentUplinks
-	at := toMS(u.Rx.ReceivedAt)
-	e := emitter{dst: dst, id: EventID{Dev: g.eui, Src: srcGateway, Epoch: 1, N: key}}
+	e := emitter{dst: dst, id: EventID{Dev: g.eui, Src: srcGateway, Epoch: 1, N: uint64(at)}}
 	g.heard(at, &e)
 	r := u.Rx.RSSI
 	if g.uplinks == 0 || r < g.rssiMin {
@@ -219,16 +238,16 @@ func (g *GatewayState) applyOperator(t AlarmType, at ms, by, note string, clear 
 	if t != GatewayOffline || at <= g.opAt {
 		return dst
 	}
+	g.opAt = at // see SensorState.applyOperator
+	if g.alarm.RaisedAt > at {
+		return dst
+	}
 	e := emitter{dst: dst, id: EventID{Dev: g.eui, Src: srcOperator, Epoch: uint32(t), N: uint64(at)}}
 	c := alarmCtx{typ: t, at: at, by: by, note: note}
-	var acted bool
 	if clear {
-		acted = c.manualClear(&g.alarm, &e)
+		c.manualClear(&g.alarm, &e)
 	} else {
-		acted = c.ack(&g.alarm, &e)
-	}
-	if acted {
-		g.opAt = at
+		c.ack(&g.alarm, &e)
 	}
 	return e.dst
 }

@@ -35,6 +35,11 @@ type SensorState struct {
 	seen      uint64
 	sessionAt ms
 	resetAt   ms
+	// staleBefore: frames received before it belong to an older session
+	// or counter epoch and are ignored.
+	staleBefore ms
+	// lastCopy is the newest receive time of any copy of an applied frame.
+	lastCopy ms
 	// lastUplink is the receive time of the newest accepted frame, rx the
 	// merged metadata of its copies.
 	lastUplink ms
@@ -359,20 +364,22 @@ func (s *SensorState) applyOperator(t AlarmType, at ms, by, note string, clear b
 	if t == AlarmUnspecified || t >= numAlarmTypes || at <= s.opAt[t] {
 		return dst
 	}
+	// Remember the action even when it finds nothing to do, so that a
+	// redelivery of it can never act on a later occurrence; and never act
+	// on an occurrence raised after the operator's action.
+	s.opAt[t] = at
+	a := &s.alarms[t]
+	if a.RaisedAt > at {
+		return dst
+	}
 	e := emitter{dst: dst, id: EventID{Dev: s.dev, Src: srcOperator, Epoch: uint32(t), N: uint64(at)}}
 	c := alarmCtx{typ: t, at: at, by: by, note: note}
-	a := &s.alarms[t]
-	var acted bool
 	if clear {
-		acted = c.manualClear(a, &e)
-		if acted {
+		if c.manualClear(a, &e) {
 			s.restartRule(t)
 		}
 	} else {
-		acted = c.ack(a, &e)
-	}
-	if acted {
-		s.opAt[t] = at
+		c.ack(a, &e)
 	}
 	return e.dst
 }
@@ -395,6 +402,9 @@ func (s *SensorState) applySessionReset(at ms, dst []Event) []Event {
 		return dst
 	}
 	s.sessionAt = at
+	// Everything already received belongs to the old session, even when
+	// the reset is processed with an earlier time than the newest frame.
+	s.staleBefore = max(s.staleBefore, at, s.lastCopy+1)
 	s.hasFCnt, s.lastFCnt, s.seen = false, 0, 0
 	s.epoch++
 	s.rx = rxSummary{}

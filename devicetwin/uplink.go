@@ -23,7 +23,13 @@ const (
 // Receive time tells copies from replays: every copy of a frame (several
 // gateways, a Kafka redelivery) carries a receive time within the duplicate
 // window of the first, while a replay over the air is received later.
+//
+// A frame received before the current session or counter epoch began is
+// a redelivery from an older one: it is stale, whatever its counter.
 func (s *SensorState) classify(f uint32, rx ms) verdict {
+	if rx < s.staleBefore {
+		return vStale
+	}
 	if !s.hasFCnt {
 		return vNew
 	}
@@ -63,10 +69,21 @@ func (s *SensorState) applyUplink(u *Uplink, dst []Event) []Event {
 	if u.DevEUI != s.dev {
 		return s.reject(RejectWrongDevice, u.FCnt, rx, "frame for "+u.DevEUI.String(), dst)
 	}
-	switch s.classify(u.FCnt, rx) {
+	v := s.classify(u.FCnt, rx)
+	if rx <= s.lastRejAt {
+		// Received no later than a frame this twin rejected: it may be a
+		// redelivery of a rejected frame, which must stay rejected even
+		// though the session moved since (a rewind would now look late, a
+		// gap would now fit, a new session would take it). The price: an
+		// honest frame overtaken by a rejected one within the same seconds
+		// is dropped too, which only happens while frames are rejected.
+		return dst
+	}
+	switch v {
 	case vDup:
 		if u.FCnt == s.lastFCnt {
 			s.rx.merge(u.Rx)
+			s.lastCopy = max(s.lastCopy, rx)
 		}
 		return dst
 	case vStale:
@@ -108,6 +125,9 @@ func (s *SensorState) resetAllowed(u *Uplink, rx ms) bool {
 // again and emits nothing, so rejections are idempotent too.
 func (s *SensorState) reject(r RejectReason, fcnt uint32, rx ms, detail string, dst []Event) []Event {
 	if s.lastRejAt != 0 && (rx <= s.lastRejAt || (fcnt == s.lastRejFCnt && rx <= s.lastRejAt+s.set.dupWindow)) {
+		// Another copy: not counted, but remembered, so that it stays
+		// rejected when it comes again after the session moved.
+		s.lastRejAt = max(s.lastRejAt, rx)
 		return dst
 	}
 	s.lastRejAt, s.lastRejFCnt = rx, fcnt
@@ -137,7 +157,9 @@ func (s *SensorState) accept(u *Uplink, rx ms, late, reset bool, dst []Event) []
 	if reset {
 		s.epoch++
 		s.hasFCnt, s.seen, s.resetAt = false, 0, rx
+		s.staleBefore = max(s.staleBefore, rx)
 	}
+	s.lastCopy = max(s.lastCopy, rx)
 	e := emitter{dst: dst, id: EventID{Dev: s.dev, Src: srcFrame, Epoch: s.epoch, N: uint64(u.FCnt)}, fcnt: u.FCnt}
 	if late {
 		s.seen |= 1 << (s.lastFCnt - u.FCnt)

@@ -39,6 +39,7 @@ func commands() map[string]command {
 		"frame":   {summary: "decode LoRaWAN frames (operator tool)", run: runFrame},
 		"admin":   {summary: "provision partners, customers, sites, tap points, devices, gateways", run: runAdmin},
 		"migrate": {summary: "create or upgrade the PostgreSQL registry schema", run: runMigrate},
+		"twin":    {summary: "replay inputs through a device twin (support, rule tuning)", run: runTwin},
 	}
 }
 

@@ -10,12 +10,12 @@ import (
 )
 
 type head struct {
-	At      string `json:"at"`
-	Type    string `json:"type"`
-	ID      string `json:"id"`
-	Device  string `json:"device"`
+	At      string  `json:"at"`
+	Type    string  `json:"type"`
+	ID      string  `json:"id"`
+	Device  string  `json:"device"`
 	FCnt    *uint32 `json:"fCnt,omitempty"`
-	Gateway string `json:"gateway,omitempty"`
+	Gateway string  `json:"gateway,omitempty"`
 }
 
 type readingOut struct {
