@@ -67,7 +67,7 @@ func (s *SensorState) snapshot() *twinv1.SensorSnapshot {
 func UnmarshalSensorSnapshot(b []byte) (SensorState, error) {
 	var p twinv1.SensorSnapshot
 	if err := proto.Unmarshal(b, &p); err != nil {
-		return SensorState{}, fmt.Errorf("sensor snapshot: %v: %w", err, ErrBadSnapshot)
+		return SensorState{}, fmt.Errorf("sensor snapshot: %w: %w", ErrBadSnapshot, err)
 	}
 	if err := migrateSensor(&p); err != nil {
 		return SensorState{}, err
@@ -158,7 +158,7 @@ func sensorConfigFromProto(p *twinv1.SensorConfigSnapshot) (SensorConfig, error)
 		DuplicateWindow: msDur(p.DuplicateWindowMs), MaxFCntGap: p.MaxFcntGap,
 	}
 	if err := c.Validate(); err != nil {
-		return SensorConfig{}, fmt.Errorf("sensor snapshot: %v: %w", err, ErrBadSnapshot)
+		return SensorConfig{}, fmt.Errorf("sensor snapshot: %w: %w", ErrBadSnapshot, err)
 	}
 	return c, nil
 }
@@ -337,7 +337,7 @@ func (g *GatewayState) MarshalSnapshot() ([]byte, error) {
 func UnmarshalGatewaySnapshot(b []byte) (GatewayState, error) {
 	var p twinv1.GatewaySnapshot
 	if err := proto.Unmarshal(b, &p); err != nil {
-		return GatewayState{}, fmt.Errorf("gateway snapshot: %v: %w", err, ErrBadSnapshot)
+		return GatewayState{}, fmt.Errorf("gateway snapshot: %w: %w", ErrBadSnapshot, err)
 	}
 	if p.SchemaVersion > GatewaySchemaVersion {
 		return GatewayState{}, fmt.Errorf("gateway snapshot schema %d, this binary reads up to %d: %w", p.SchemaVersion, GatewaySchemaVersion, ErrBadSnapshot)
@@ -351,7 +351,7 @@ func UnmarshalGatewaySnapshot(b []byte) (GatewayState, error) {
 		g.cfg = GatewayConfig{Revision: c.Revision, TenantID: c.TenantId, SiteID: c.SiteId,
 			StatsInterval: msDur(c.StatsIntervalMs), OfflineFactor: c.OfflineFactor}
 		if err := g.cfg.Validate(); err != nil {
-			return GatewayState{}, fmt.Errorf("gateway snapshot: %v: %w", err, ErrBadSnapshot)
+			return GatewayState{}, fmt.Errorf("gateway snapshot: %w: %w", ErrBadSnapshot, err)
 		}
 	}
 	g.commissioned, g.lastHeard, g.lastStats, g.lastTick, g.now = ms(p.CommissionedMs), ms(p.LastHeardMs), ms(p.LastStatsMs), ms(p.LastTickMs), ms(p.NowMs)

@@ -123,8 +123,9 @@ func Replay(h Header, in io.Reader, out, diag io.Writer) (int, error) {
 			if err != nil {
 				return bad, fmt.Errorf("line %d: format event: %w", n, err)
 			}
-			w.Write(o)
-			w.WriteByte('\n')
+			// bufio.Writer errors are sticky: Flush below reports them.
+			_, _ = w.Write(o)
+			_ = w.WriteByte('\n')
 		}
 	}
 	if err := sc.Err(); err != nil {
