@@ -40,6 +40,7 @@ func commands() map[string]command {
 		"admin":   {summary: "provision partners, customers, sites, tap points, devices, gateways", run: runAdmin},
 		"migrate": {summary: "create or upgrade the PostgreSQL registry schema", run: runMigrate},
 		"twin":    {summary: "replay inputs through a device twin (support, rule tuning)", run: runTwin},
+		"keys":    {summary: "storage encryption keys: status, rotate, rewrap, generate-master-key", run: runKeys},
 		"token":   {summary: "issue or check development access tokens (dev issuer key)", run: runToken},
 	}
 }
