@@ -42,6 +42,7 @@ func commands() map[string]command {
 		"twin":    {summary: "replay inputs through a device twin (support, rule tuning)", run: runTwin},
 		"keys":    {summary: "storage encryption keys: status, rotate, rewrap, generate-master-key", run: runKeys},
 		"token":   {summary: "issue or check development access tokens (dev issuer key)", run: runToken},
+		"watch":   {summary: "stream live alarms or readings from the API (resumes after drops)", run: runWatch},
 	}
 }
 
