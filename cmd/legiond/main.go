@@ -43,6 +43,9 @@ func commands() map[string]command {
 		"keys":    {summary: "storage encryption keys: status, rotate, rewrap, generate-master-key", run: runKeys},
 		"token":   {summary: "issue or check development access tokens (dev issuer key)", run: runToken},
 		"watch":   {summary: "stream live alarms or readings from the API (resumes after drops)", run: runWatch},
+		"backup":  {summary: "encrypted backups: run, verify, list, prune, keygen", run: runBackup},
+		"restore": {summary: "restore a backup into an empty data folder and database", run: runRestore},
+		"audit":   {summary: "verify the hash-chained audit trail", run: runAudit},
 	}
 }
 
