@@ -36,16 +36,20 @@ type command struct {
 // commands lists every top-level subcommand. Add new ones here.
 func commands() map[string]command {
 	return map[string]command{
-		"frame":   {summary: "decode LoRaWAN frames (operator tool)", run: runFrame},
-		"admin":   {summary: "provision partners, customers, sites, tap points, devices, gateways", run: runAdmin},
-		"migrate": {summary: "create or upgrade the PostgreSQL registry schema", run: runMigrate},
-		"twin":    {summary: "replay inputs through a device twin (support, rule tuning)", run: runTwin},
-		"keys":    {summary: "storage encryption keys: status, rotate, rewrap, generate-master-key", run: runKeys},
-		"token":   {summary: "issue or check development access tokens (dev issuer key)", run: runToken},
-		"watch":   {summary: "stream live alarms or readings from the API (resumes after drops)", run: runWatch},
-		"backup":  {summary: "encrypted backups: run, verify, list, prune, keygen", run: runBackup},
-		"restore": {summary: "restore a backup into an empty data folder and database", run: runRestore},
-		"audit":   {summary: "verify the hash-chained audit trail", run: runAudit},
+		"frame":    {summary: "decode LoRaWAN frames (operator tool)", run: runFrame},
+		"admin":    {summary: "provision partners, customers, sites, tap points, devices, gateways", run: runAdmin},
+		"migrate":  {summary: "create or upgrade the PostgreSQL registry schema", run: runMigrate},
+		"twin":     {summary: "replay inputs through a device twin (support, rule tuning)", run: runTwin},
+		"dev":      {summary: "the whole system on one machine with a simulated fleet (make run)", run: runDev},
+		"run":      {summary: "run a node: Kafka in, device twins, twin.events out", run: runRun},
+		"broker":   {summary: "run the embedded development Kafka broker as its own process", run: runBroker},
+		"simulate": {summary: "produce a simulated Clip'R fleet's uplinks to Kafka (and provision it)", run: runSimulate},
+		"keys":     {summary: "storage encryption keys: status, rotate, rewrap, generate-master-key", run: runKeys},
+		"token":    {summary: "issue or check development access tokens (dev issuer key)", run: runToken},
+		"watch":    {summary: "stream live alarms or readings from the API (resumes after drops)", run: runWatch},
+		"backup":   {summary: "encrypted backups: run, verify, list, prune, keygen", run: runBackup},
+		"restore":  {summary: "restore a backup into an empty data folder and database", run: runRestore},
+		"audit":    {summary: "verify the hash-chained audit trail", run: runAudit},
 	}
 }
 

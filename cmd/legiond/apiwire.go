@@ -1,0 +1,269 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/legionelladossier/legiond/api/auth"
+	"github.com/legionelladossier/legiond/api/hub"
+	"github.com/legionelladossier/legiond/api/server"
+	"github.com/legionelladossier/legiond/api/services"
+	"github.com/legionelladossier/legiond/api/tlsconf"
+	"github.com/legionelladossier/legiond/devicetwin"
+	"github.com/legionelladossier/legiond/devicetwin/clipr"
+	apiv1 "github.com/legionelladossier/legiond/proto/legiond/api/v1"
+	twinv1 "github.com/legionelladossier/legiond/proto/legiond/twin/v1"
+	"github.com/legionelladossier/legiond/storage/pebblestore"
+	"github.com/legionelladossier/legiond/storage/postgres"
+	"github.com/legionelladossier/legiond/streams"
+)
+
+// apiConfig configures a node's Connect API listener.
+type apiConfig struct {
+	// Addr is the TLS listen address. Default 127.0.0.1:8443.
+	Addr string
+	// CertFile and KeyFile are the server certificate; empty: a
+	// development CA and certificate under the data folder.
+	CertFile, KeyFile string
+	// Issuer is the "iss" of accepted tokens. Empty: the embedded
+	// development issuer at https://<Addr>.
+	Issuer string
+}
+
+// apiDeps are the node parts the API serves from.
+type apiDeps struct {
+	DataDir  string
+	Kafka    streams.ClientConfig
+	Registry *postgres.Store
+	Store    *pebblestore.Store
+	// Alarms applies operator transitions through the twins; nil answers
+	// Unavailable.
+	Alarms services.AlarmCommander
+	Logger *slog.Logger
+}
+
+// nodeAPI is a running API: TLS server, stream hub and the dev issuer.
+type nodeAPI struct {
+	srv    *server.Server
+	hub    *hub.Hub
+	issuer *auth.Issuer
+	caFile string
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startAPI starts the stream hub and the TLS 1.3 Connect server.
+func startAPI(ctx context.Context, cfg apiConfig, d apiDeps) (_ *nodeAPI, err error) {
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:8443"
+	}
+	host, _, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("api: address %q: %w", cfg.Addr, err)
+	}
+	a := &nodeAPI{done: make(chan struct{})}
+	tlsCfg, err := func() (*tlsConfigPair, error) {
+		if cfg.CertFile != "" {
+			c, err := tlsconf.ServerConfig(cfg.CertFile, cfg.KeyFile)
+			return &tlsConfigPair{server: c}, err
+		}
+		hosts := []string{}
+		if host != "" && host != "0.0.0.0" && host != "::" {
+			hosts = append(hosts, host)
+		}
+		ca, err := tlsconf.LoadOrCreateDevCA(tlsconf.DevCAConfig{Dir: d.DataDir, Hosts: hosts, Logger: d.Logger})
+		if err != nil {
+			return nil, err
+		}
+		return &tlsConfigPair{server: ca.ServerConfig(), caFile: ca.CAFile()}, nil
+	}()
+	if err != nil {
+		return nil, fmt.Errorf("api: tls: %w", err)
+	}
+	a.caFile = tlsCfg.caFile
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = ln.Close()
+		}
+	}()
+	var verifier auth.TokenVerifier
+	if cfg.Issuer == "" {
+		a.issuer, err = auth.NewIssuer(auth.IssuerConfig{
+			Issuer: "https://" + ln.Addr().String(), KeyFile: auth.DevKeyFile(d.DataDir), Logger: d.Logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("api: issuer: %w", err)
+		}
+		if verifier, err = auth.NewVerifier(a.issuer.VerifierConfig()); err != nil {
+			return nil, fmt.Errorf("api: verifier: %w", err)
+		}
+	} else if verifier, err = auth.NewVerifier(auth.VerifierConfig{Issuer: cfg.Issuer, JWKSURL: strings.TrimSuffix(cfg.Issuer, "/") + auth.JWKSPath, Logger: d.Logger}); err != nil {
+		return nil, fmt.Errorf("api: verifier: %w", err)
+	}
+
+	a.hub, err = hub.New(hub.Config{Client: d.Kafka, Logger: d.Logger.With("component", "hub")})
+	if err != nil {
+		return nil, fmt.Errorf("api: hub: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	go func() {
+		defer close(a.done)
+		if err := a.hub.Run(runCtx); err != nil && runCtx.Err() == nil {
+			d.Logger.Error("stream hub stopped", "err", err)
+		}
+	}()
+	select {
+	case <-a.hub.Ready():
+	case <-ctx.Done():
+		a.close(context.Background())
+		return nil, fmt.Errorf("api: hub: %w", ctx.Err())
+	}
+
+	a.srv, err = server.New(server.Config{Listener: ln, TLS: tlsCfg.server, Verifier: verifier, Issuer: a.issuer, Logger: d.Logger.With("component", "api")})
+	if err != nil {
+		a.close(context.Background())
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	if err := services.Register(a.srv, services.Deps{
+		Registry: d.Registry, Recent: d.Store, Twins: storeTwins{d.Store}, Alarms: d.Alarms,
+		Cluster: singleNode{addr: ln.Addr().String()}, Hub: a.hub, Logger: d.Logger.With("component", "services"),
+	}); err != nil {
+		a.close(context.Background())
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	if err := a.srv.Start(ctx); err != nil {
+		a.close(context.Background())
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	return a, nil
+}
+
+type tlsConfigPair struct {
+	server *tls.Config
+	caFile string
+}
+
+// URL is the API's base URL.
+func (a *nodeAPI) URL() string { return a.srv.URL() }
+
+func (a *nodeAPI) close(ctx context.Context) {
+	if a.srv != nil {
+		_ = a.srv.Shutdown(ctx)
+	}
+	if a.cancel != nil {
+		a.cancel()
+		<-a.done
+	}
+}
+
+// storeTwins answers twin queries from the durable twin store: the state
+// as of the last applied input.
+type storeTwins struct{ store *pebblestore.Store }
+
+func (r storeTwins) GetTwin(ctx context.Context, customerID, devEUI string) (*apiv1.Twin, error) {
+	var eui pebblestore.EUI
+	if b, err := hex.DecodeString(devEUI); err != nil || len(b) != len(eui) {
+		return nil, fmt.Errorf("dev eui %q: %w", devEUI, services.ErrNoState)
+	} else {
+		copy(eui[:], b)
+	}
+	rec, err := r.store.LoadTwin(ctx, customerID, pebblestore.KindSensor, eui)
+	if errors.Is(err, pebblestore.ErrNotFound) {
+		return nil, fmt.Errorf("twin %s: %w", devEUI, services.ErrNoState)
+	}
+	if err != nil {
+		return nil, err
+	}
+	st, err := devicetwin.UnmarshalSensorSnapshot(rec.Snapshot)
+	if err != nil {
+		return nil, err
+	}
+	return twinProto(st.View(), customerID), nil
+}
+
+func (r storeTwins) GetTwins(ctx context.Context, customerID string, devEUIs []string) ([]*apiv1.Twin, error) {
+	out := make([]*apiv1.Twin, 0, len(devEUIs))
+	for _, d := range devEUIs {
+		t, err := r.GetTwin(ctx, customerID, d)
+		if errors.Is(err, services.ErrNoState) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+func tempPtr(t clipr.Temp) *float64 {
+	if !t.Valid() {
+		return nil
+	}
+	c := t.Celsius()
+	return &c
+}
+
+func tsOrNil(v interface{ IsZero() bool }, ts *timestamppb.Timestamp) *timestamppb.Timestamp {
+	if v.IsZero() {
+		return nil
+	}
+	return ts
+}
+
+// twinProto converts a twin view to the API's Twin.
+func twinProto(v devicetwin.SensorView, customerID string) *apiv1.Twin {
+	dev := v.DevEUI.String()
+	t := &apiv1.Twin{
+		DevEui: dev, CustomerId: customerID, SiteId: v.Config.SiteID, TapPointId: v.Config.TapPointID,
+		TapKind: twinv1.TapKind(v.Config.TapKind), Profile: twinv1.RuleProfile(v.Config.Profile),
+		LastSeen:           tsOrNil(v.LastUplink, timestamppb.New(v.LastUplink)),
+		LastPipeC:          tempPtr(v.LastPipe),
+		LastAmbientC:       tempPtr(v.LastAmbient),
+		LastCompliantFlush: tsOrNil(v.LastCompliantFlush, timestamppb.New(v.LastCompliantFlush)),
+		LastFCnt:           v.LastFCnt,
+		Status: &twinv1.DeviceStatus{
+			BatteryMv: uint32(v.BatteryMV), Detached: v.Detached, ProbeFault: v.ProbeFault,
+			Firmware: strconv.Itoa(int(v.FwMajor)) + "." + strconv.Itoa(int(v.FwMinor)), IntervalS: uint32(v.IntervalS),
+			BestRssi: int32(v.BestRSSI), BestSnr: v.BestSNR,
+		},
+	}
+	for _, g := range v.Gateways {
+		t.Status.GatewayEuis = append(t.Status.GatewayEuis, g.String())
+	}
+	for _, oa := range v.OpenAlarms {
+		raised := oa.RaisedTime()
+		t.ActiveAlarms = append(t.ActiveAlarms, &apiv1.Alarm{
+			AlarmId: dev + "-" + oa.Type.String() + "-" + strconv.FormatUint(uint64(oa.Seq), 10),
+			DevEui:  dev, CustomerId: customerID, SiteId: v.Config.SiteID, TapPointId: v.Config.TapPointID,
+			Type: twinv1.AlarmType(oa.Type), Severity: twinv1.Severity(oa.Severity), Status: twinv1.AlarmStatus(oa.Status),
+			RaisedAt: tsOrNil(raised, timestamppb.New(raised)),
+		})
+	}
+	return t
+}
+
+// singleNode is the cluster status of a node that runs alone.
+type singleNode struct{ addr string }
+
+func (s singleNode) ClusterStatus(context.Context) (*apiv1.GetClusterStatusResponse, error) {
+	return &apiv1.GetClusterStatusResponse{
+		Members:           []*apiv1.Member{{Id: "node-1", Address: s.addr, Alive: true}},
+		TopologyConsensus: true,
+	}, nil
+}
