@@ -22,6 +22,7 @@ help: ## list targets
 
 .PHONY: run
 run: ## the whole system on one machine with a simulated Clip'R fleet
+	bash scripts/ensure-postgres.sh
 	$(GO) build -o $(TOOLS)/legiond ./cmd/legiond
 	$(TOOLS)/legiond dev --data-dir $(DEV_DIR)
 
@@ -36,7 +37,24 @@ fuzz: ## run every fuzz target briefly (FUZZTIME=10s)
 
 .PHONY: bench
 bench: ## hot-path benchmarks (figures go to docs/benchmarks.md)
-	$(GO) test -run='^$$' -bench=. -benchmem ./devicetwin/... ./loadtest/...
+	$(GO) test -run='^$$' -bench=. -benchmem ./devicetwin/... ./loadtest/... ./storage/pebblestore/ ./streams/... ./actors/
+
+LOADTEST_OUT ?= $(CURDIR)/loadtest-out
+.PHONY: loadtest
+loadtest: ## full capacity runs against a local broker + node (reports in loadtest-out/)
+	$(GO) build -o $(TOOLS)/legiond ./cmd/legiond
+	rm -rf $(LOADTEST_OUT)/data && mkdir -p $(LOADTEST_OUT)
+	$(TOOLS)/legiond broker --data-dir $(LOADTEST_OUT)/data/kafka --addr 127.0.0.1:19092 & B=$$!; \
+	$(TOOLS)/legiond run --data-dir $(LOADTEST_OUT)/data/node --kafka-brokers 127.0.0.1:19092 --metrics-addr 127.0.0.1:19464 & N=$$!; \
+	trap 'kill $$N; sleep 2; kill $$B' EXIT; \
+	until curl -sf 127.0.0.1:19464/healthz >/dev/null; do sleep 1; done; \
+	C="--kafka-brokers 127.0.0.1:19092 --node-data-dir $(LOADTEST_OUT)/data/node --metrics 127.0.0.1:19464 --pids $$N,$$B --quiet"; \
+	$(TOOLS)/legiond loadtest $$C --scenario steady --sensors 5000 --rate 5000 --duration 30s --out $(LOADTEST_OUT)/steady-5000 && \
+	$(TOOLS)/legiond loadtest $$C --scenario gateway-backlog --sensors 10000 --backlog 6h --out $(LOADTEST_OUT)/backlog-10k && \
+	$(TOOLS)/legiond loadtest $$C --scenario morning-flush-storm --sensors 10000 --speed 120 --duration 30s --out $(LOADTEST_OUT)/flush-storm && \
+	$(TOOLS)/legiond loadtest $$C --scenario alarm-storm --sensors 10000 --speed 240 --duration 40s --alarm-sites 2 --out $(LOADTEST_OUT)/alarm-storm && \
+	$(TOOLS)/legiond loadtest $$C --scenario ramp --sensors 10000 --ramp-start 5000 --ramp-step 15s --duration 3m --out $(LOADTEST_OUT)/ramp && \
+	$(TOOLS)/legiond loadtest $$C --scenario ramp --sensors 10000 --ramp-start 10000 --ramp-step 15s --ramp-max-p99 30s --duration 3m --out $(LOADTEST_OUT)/ramp-throughput
 
 .PHONY: lint
 lint: $(TOOLS)/golangci-lint $(TOOLS)/buf ## gofmt, go vet, golangci-lint, buf lint

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -26,7 +27,7 @@ import (
 )
 
 const devUsage = `usage: legiond dev [--data-dir .dev] [--api 127.0.0.1:8443] [--sensors 200] [--gateways 5]
-                  [--history 96h] [--catch-up-speed 10]
+                  [--history 96h]
 
 Runs the whole system on one machine for development and demos: a private
 PostgreSQL registry, the embedded Kafka broker, one node, the TLS 1.3 API
@@ -56,7 +57,7 @@ func runDev(ctx context.Context, args []string, s stdio) int {
 	sensors := fs.Int("sensors", 200, "simulated sensors, split over four customers")
 	gateways := fs.Int("gateways", 5, "simulated gateways")
 	history := fs.Duration("history", 96*time.Hour, "simulated history replayed at start")
-	speed := fs.Float64("catch-up-speed", 10, "speed of the last two simulated hours, until the fleet reaches the wall clock")
+	metricsAddr := fs.String("metrics", "127.0.0.1:9464", "Prometheus metrics address (empty: none)")
 	logLevel := fs.String("log-level", "warn", "log level of the components")
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 || *sensors < 4 || *gateways < 1 {
 		if errors.Is(err, flag.ErrHelp) {
@@ -83,7 +84,7 @@ func runDev(ctx context.Context, args []string, s stdio) int {
 	say("Legiond development system — data in %s (development keys and certificates only)", dataDir)
 	say("starting PostgreSQL, the embedded Kafka broker and the node …")
 
-	n, err := startNode(ctx, nodeConfig{DataDir: dataDir, Logger: log, MetricsAddr: "127.0.0.1:9464"})
+	n, err := startNode(ctx, nodeConfig{DataDir: dataDir, Logger: log, MetricsAddr: *metricsAddr})
 	if err != nil {
 		return fail("start node", err)
 	}
@@ -123,12 +124,7 @@ func runDev(ctx context.Context, args []string, s stdio) int {
 	printDevWelcome(s.out, api, tokenFile, ids, tokens)
 
 	// The in-process watcher shows what the API streams.
-	sub, err := api.hub.Subscribe(ctx, hub.Filter{AllTenants: true}, "")
-	if err != nil {
-		return fail("subscribe", err)
-	}
-	defer sub.Close()
-	go showEvents(ctx, s.out, sub)
+	go showEvents(ctx, s.out, api.hub, func() uint64 { return n.system.Stats().Applied })
 
 	p, err := streams.NewUplinkProducer(streams.ProducerConfig{Client: client, BatchSize: 1000, BatchTimeout: time.Millisecond}, log)
 	if err != nil {
@@ -139,33 +135,26 @@ func runDev(ctx context.Context, args []string, s stdio) int {
 	for i, f := range fleets {
 		sims[i] = &simulation{fleet: f, producer: p, statsEvery: 5 * time.Minute}
 	}
-	// History as fast as the node takes it, the last two hours at the
-	// catch-up speed, then real time.
-	catchUp := now.Add(-2 * time.Hour)
-	if catchUp.Before(start) {
-		catchUp = start
-	}
+	// History as fast as the node takes it, then real time.
 	say("replaying %s of simulated history (%d sensors, %d gateways) …", history.String(), perFleet*len(fleets), gwPerFleet*len(fleets))
 	produced := 0
 	for _, sim := range sims {
-		k, err := sim.run(ctx, catchUp)
+		k, err := sim.run(ctx, now)
 		produced += k
 		if err != nil {
 			return fail("replay history", err)
 		}
 	}
 	say("history produced: %d uplink copies; the node applies them now — alarms appear below", produced)
-	if err := runLive(ctx, sims, catchUp, *speed); err != nil && !errors.Is(err, context.Canceled) {
+	if err := runLive(ctx, sims); err != nil && !errors.Is(err, context.Canceled) {
 		return fail("live fleet", err)
 	}
 	say("\nstopping …")
 	return exitOK
 }
 
-// runLive keeps the fleets reporting: at speed× from `from` until the
-// simulated time reaches the wall clock, then in real time.
-func runLive(ctx context.Context, sims []*simulation, from time.Time, speed float64) error {
-	wall0, sim := time.Now(), from
+// runLive keeps the fleets reporting in real time.
+func runLive(ctx context.Context, sims []*simulation) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -174,20 +163,12 @@ func runLive(ctx context.Context, sims []*simulation, from time.Time, speed floa
 			return ctx.Err()
 		case <-tick.C:
 		}
-		elapsed := time.Since(wall0)
-		next := from.Add(time.Duration(float64(elapsed) * speed))
-		if wall := time.Now().UTC(); next.After(wall) {
-			next = wall
-		}
-		if !next.After(sim) {
-			continue
-		}
+		now := time.Now().UTC()
 		for _, s := range sims {
-			if _, err := s.run(ctx, next); err != nil {
+			if _, err := s.run(ctx, now); err != nil {
 				return err
 			}
 		}
-		sim = next
 	}
 }
 
@@ -351,7 +332,6 @@ func writeTokens(path string, tokens []devToken) error {
 func printDevWelcome(w io.Writer, api *nodeAPI, tokenFile string, ids demoIDs, tokens []devToken) {
 	fmt.Fprintf(w, `
 API        %s   (TLS 1.3; CA: %s)
-metrics    http://127.0.0.1:9464/metrics
 tokens     %s
 `, api.URL(), api.caFile, tokenFile)
 	for _, t := range tokens {
@@ -371,9 +351,11 @@ Live alarms follow (Ctrl-C stops everything; data stays in the data folder).
 `, tokenFile, api.URL(), api.caFile, ids.sites[2])
 }
 
-// showEvents prints alarm transitions as they stream and a summary line of
-// readings and open alarms every few seconds.
-func showEvents(ctx context.Context, w io.Writer, sub *hub.Subscription) {
+// showEvents prints alarm transitions and water events as the API streams
+// them, and every five seconds a summary: frames applied, water events and
+// open alarms by type. A subscription cut for being slow resumes from its
+// last token, like any API client.
+func showEvents(ctx context.Context, w io.Writer, h *hub.Hub, applied func() uint64) {
 	colour := isTerminal(w) && os.Getenv("NO_COLOR") == ""
 	paint := func(code, s string) string {
 		if !colour {
@@ -381,18 +363,51 @@ func showEvents(ctx context.Context, w io.Writer, sub *hub.Subscription) {
 		}
 		return "\x1b[" + code + "m" + s + "\x1b[0m"
 	}
-	readings, water := 0, 0
+	var mu sync.Mutex
+	water := 0
 	open := map[string]twinv1.AlarmType{}
-	last := time.Now()
-	for {
-		m, err := sub.Next(ctx)
+	go func() {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			mu.Lock()
+			byType := map[string]int{}
+			for _, t := range open {
+				byType[strings.TrimPrefix(t.String(), "ALARM_TYPE_")]++
+			}
+			nWater := water
+			mu.Unlock()
+			types := make([]string, 0, len(byType))
+			for t, k := range byType {
+				types = append(types, fmt.Sprintf("%s %d", t, k))
+			}
+			sort.Strings(types)
+			fmt.Fprintf(w, "%s frames applied %d · water events %d · open alarms: %s\n", paint("2", "──"), applied(), nWater, strings.Join(types, ", "))
+		}
+	}()
+	token := ""
+	for ctx.Err() == nil {
+		sub, err := h.Subscribe(ctx, hub.Filter{AllTenants: true, Kinds: hub.KindAlarm | hub.KindWaterEvent}, token)
 		if err != nil {
 			return
 		}
-		if ev := m.Event; ev != nil {
+		for {
+			m, err := sub.Next(ctx)
+			if err != nil {
+				break
+			}
+			token = m.Token
+			ev := m.Event
+			if ev == nil {
+				continue
+			}
+			mu.Lock()
 			switch p := ev.Payload.(type) {
-			case *twinv1.TwinEvent_Reading:
-				readings++
 			case *twinv1.TwinEvent_WaterEvent:
 				water++
 			case *twinv1.TwinEvent_Alarm:
@@ -409,19 +424,8 @@ func showEvents(ctx context.Context, w io.Writer, sub *hub.Subscription) {
 					paint(code, sev), strings.TrimPrefix(a.Type.String(), "ALARM_TYPE_"),
 					strings.TrimPrefix(a.ToStatus.String(), "ALARM_STATUS_"), ev.DeviceEui, a.Message)
 			}
+			mu.Unlock()
 		}
-		if time.Since(last) >= 5*time.Second {
-			last = time.Now()
-			byType := map[string]int{}
-			for _, t := range open {
-				byType[strings.TrimPrefix(t.String(), "ALARM_TYPE_")]++
-			}
-			types := make([]string, 0, len(byType))
-			for t, k := range byType {
-				types = append(types, fmt.Sprintf("%s %d", t, k))
-			}
-			sort.Strings(types)
-			fmt.Fprintf(w, "%s readings %d · water events %d · open alarms: %s\n", paint("2", "──"), readings, water, strings.Join(types, ", "))
-		}
+		sub.Close()
 	}
 }
