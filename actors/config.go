@@ -22,6 +22,7 @@ const (
 	DefaultPublishQueue       = 8192
 	DefaultMaxApplyAttempts   = 3
 	DefaultShutdownTimeout    = 10 * time.Second
+	DefaultTickRetry          = time.Second
 )
 
 // Config configures a System. Ports are required; every other zero field
@@ -34,8 +35,22 @@ type Config struct {
 	// Directory maps DevAddr and DevEUI to registered devices. Required.
 	Directory Directory
 
-	// Clock drives deadline ticks and passivation. Default: RealClock.
+	// Clock drives the timers (deadlines and passivation) and the idle
+	// periods. Default: RealClock.
 	Clock Clock
+	// TickClock is the 'now' given to time-based rules; default Clock.Now.
+	// A deadline ticks only once it is due by TickClock, so a caller
+	// replaying a backlog can hold ticks back to the time of the input it
+	// has reached (event time) instead of the wall clock, which would
+	// raise SENSOR_OFFLINE for every twin whose next frame is still
+	// queued. It must be safe for concurrent use and cheap: twins call it
+	// from their timers.
+	TickClock func() time.Time
+	// TickRetry is how long a twin (or the index of passivated twins)
+	// waits before it looks again at a deadline that is due by Clock but
+	// not yet by TickClock; it bounds the timer firings while ticks are
+	// held back. Default: DefaultTickRetry (1 s).
+	TickRetry time.Duration
 	// Logger receives lifecycle messages (never per frame) and
 	// protoactor's own messages at warn level and above. Default: discard.
 	Logger *slog.Logger
@@ -107,6 +122,11 @@ type Hooks struct {
 	// DeadlinesScanned runs when the start-up scan of the store has
 	// indexed n deadlines.
 	DeadlinesScanned func(n int)
+	// DeadlinesArmed runs each time the index of passivated twins'
+	// deadlines armed its timer to fire at at; DeadlinesFired each time it
+	// handled its timer, with the number of twins it woke.
+	DeadlinesArmed func(at time.Time)
+	DeadlinesFired func(woken int)
 }
 
 // Validate fills defaults into zero fields and reports the first invalid
@@ -114,6 +134,12 @@ type Hooks struct {
 func (c *Config) Validate() error {
 	if c.Clock == nil {
 		c.Clock = RealClock{}
+	}
+	if c.TickClock == nil {
+		c.TickClock = c.Clock.Now
+	}
+	if c.TickRetry == 0 {
+		c.TickRetry = DefaultTickRetry
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -174,6 +200,8 @@ func (c *Config) Validate() error {
 		return bad("PublishQueue %d < 1", c.PublishQueue)
 	case c.MaxApplyAttempts < 1:
 		return bad("MaxApplyAttempts %d < 1", c.MaxApplyAttempts)
+	case c.TickRetry < 0:
+		return bad("TickRetry %v < 0", c.TickRetry)
 	case c.ShutdownTimeout < 0:
 		return bad("ShutdownTimeout %v < 0", c.ShutdownTimeout)
 	}

@@ -77,18 +77,24 @@ func (d *deadlines) run(ctx context.Context) {
 			}
 			break
 		}
-		if len(d.h) > 0 && (armedAt.IsZero() || d.h[0].at.Before(armedAt)) {
-			armedAt = d.h[0].at
-			wait := max(armedAt.Sub(clock.Now()), 0)
-			if timer == nil {
-				timer = clock.AfterFunc(wait, func() {
-					select {
-					case d.fired <- struct{}{}:
-					default:
-					}
-				})
-			} else {
-				timer.Reset(wait)
+		if len(d.h) > 0 {
+			now := clock.Now()
+			if at := d.fireAt(d.h[0].at, now); armedAt.IsZero() || at.Before(armedAt) {
+				armedAt = at
+				wait := max(armedAt.Sub(now), 0)
+				if timer == nil {
+					timer = clock.AfterFunc(wait, func() {
+						select {
+						case d.fired <- struct{}{}:
+						default:
+						}
+					})
+				} else {
+					timer.Reset(wait)
+				}
+				if h := d.s.cfg.Hooks.DeadlinesArmed; h != nil {
+					h(armedAt)
+				}
 			}
 		}
 		select {
@@ -102,7 +108,13 @@ func (d *deadlines) run(ctx context.Context) {
 			heap.Push(&d.h, dlEntry(r))
 		case <-d.fired:
 			armedAt = time.Time{}
+			// Wake only twins whose deadline is due by the tick clock too;
+			// the rest wait for the re-check fireAt arms.
 			now := clock.Now()
+			if tick := d.s.cfg.TickClock(); tick.Before(now) {
+				now = tick
+			}
+			woken := 0
 			for len(d.h) > 0 && !d.h[0].at.After(now) {
 				e := heap.Pop(&d.h).(dlEntry)
 				if cur, ok := d.at[e.key]; !ok || !cur.Equal(e.at) {
@@ -110,9 +122,27 @@ func (d *deadlines) run(ctx context.Context) {
 				}
 				delete(d.at, e.key)
 				d.wake(e.key)
+				woken++
+			}
+			if h := d.s.cfg.Hooks.DeadlinesFired; h != nil {
+				h(woken)
 			}
 		}
 	}
+}
+
+// fireAt is when the timer should fire for the earliest deadline at: at
+// itself while it is in the future by the timer clock, at once when it is
+// due by the tick clock too, else after TickRetry (a backlog is being
+// replayed and the tick clock lags), so that the index does not spin.
+func (d *deadlines) fireAt(at, now time.Time) time.Time {
+	switch {
+	case at.After(now):
+		return at
+	case !at.After(d.s.cfg.TickClock()):
+		return now
+	}
+	return now.Add(d.s.cfg.TickRetry)
 }
 
 // wake activates a twin through its shard. A sensor no longer in the

@@ -41,7 +41,10 @@
 // and the end of its idle period. A passivated twin's deadline moves to an
 // in-memory index (a min-heap owned by one goroutine) that wakes the twin
 // when it comes; at start the System scans the store once to fill it. The
-// Clock port gives "now"; the core never reads a clock.
+// Clock port drives the timers and idle periods; Config.TickClock gives the
+// time rules their "now" (the caller holds it at event time while it
+// replays a backlog, see System.StreamTime) and a deadline ticks only when
+// it is due by both. The core never reads a clock.
 //
 // # What it must not do
 //

@@ -36,8 +36,9 @@ type Directory interface {
 	Device(eui postgres.EUI64) (postgres.Candidate, bool)
 }
 
-// Clock gives time-based rules their "now" and their timers. Tests inject
-// a fake one to fire deadlines without waiting.
+// Clock gives the timers of deadlines and passivation, and by default
+// (Config.TickClock) the time-based rules' "now". Tests inject a fake one
+// to fire deadlines without waiting.
 type Clock interface {
 	Now() time.Time
 	// AfterFunc calls f in its own goroutine after d.

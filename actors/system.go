@@ -45,7 +45,12 @@ type System struct {
 	closing  atomic.Bool
 	closed   atomic.Bool
 	inflight atomic.Int64
-	drained  chan struct{} // signalled when inflight reaches 0 while closing
+	// streamTime is the newest input time seen (Unix nanoseconds): the
+	// receive time of uplinks and the time of gateway stats.
+	streamTime atomic.Int64
+	// lastInput is the wall-clock time of the newest input (Unix ns).
+	lastInput atomic.Int64
+	drained   chan struct{} // signalled when inflight reaches 0 while closing
 
 	partners sync.Map // uuid string interning: partner id → string
 }
@@ -127,6 +132,7 @@ func (s *System) HandleUplink(ctx context.Context, f *lorawanv1.UplinkFrame, don
 		s.finish(start, done, &RejectError{Reason: ReasonMalformed, Detail: "frame without received_at"}, true)
 		return
 	}
+	s.seen(f.GetReceivedAt().AsTime())
 	cands := s.cfg.Directory.Lookup(postgres.DevAddr(df.DevAddr))
 	idx := nextWithSession(cands, 0)
 	if idx < 0 {
@@ -158,6 +164,7 @@ func (s *System) HandleGatewayStats(ctx context.Context, st *lorawanv1.GatewaySt
 		s.finish(start, done, &RejectError{Reason: ReasonMalformed, Detail: "gateway stats without an 8-byte gateway_eui or a time"}, false)
 		return
 	}
+	s.seen(st.GetTime().AsTime())
 	in := devicetwin.GatewayStats{
 		At: st.GetTime().AsTime(), RxReceived: st.GetRxPacketsReceived(), RxOK: st.GetRxPacketsReceivedOk(),
 		TxReceived: st.GetTxPacketsReceived(), TxEmitted: st.GetTxPacketsEmitted(),
@@ -167,6 +174,42 @@ func (s *System) HandleGatewayStats(ctx context.Context, st *lorawanv1.GatewaySt
 	}
 	m := &gwMsg{eui: euiOf(st.GetGatewayEui()), stats: in, isStats: true, done: done, start: start}
 	s.route(key{pebblestore.KindGateway, m.eui}, m)
+}
+
+// seen moves the stream time forward to at (it never moves back: inputs
+// of different devices and partitions arrive out of order).
+func (s *System) seen(at time.Time) {
+	s.lastInput.Store(time.Now().UnixNano())
+	ns := at.UnixNano()
+	for {
+		cur := s.streamTime.Load()
+		if ns <= cur || s.streamTime.CompareAndSwap(cur, ns) {
+			return
+		}
+	}
+}
+
+// LastInput is the wall-clock time the System last received an uplink or
+// gateway stats record (the zero time before the first): how a caller tells
+// an idle stream from one that is catching up.
+func (s *System) LastInput() time.Time {
+	ns := s.lastInput.Load()
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+// StreamTime is the newest receive time of the uplinks and gateway stats
+// handed to the System so far (the zero time before the first). A caller
+// replaying a backlog uses it as Config.TickClock, so that time rules do
+// not run ahead of the inputs.
+func (s *System) StreamTime() time.Time {
+	ns := s.streamTime.Load()
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns).UTC()
 }
 
 // finish ends one input: metrics, then done.

@@ -126,6 +126,10 @@ func (t *twin) Receive(ctx actor.Context) {
 
 func (t *twin) now() int64 { return t.sys.cfg.Clock.Now().UnixNano() }
 
+// tickNow is the "now" of time-based rules (Config.TickClock), which may
+// lag behind the timer clock while a backlog is replayed.
+func (t *twin) tickNow() int64 { return t.sys.cfg.TickClock().UnixNano() }
+
 func (t *twin) start(ctx actor.Context) {
 	k, ok := keyFromName(ctx.Self().GetId())
 	if !ok {
@@ -649,7 +653,9 @@ func (t *twin) deadline() (int64, bool) {
 
 // arm keeps one timer per twin armed at the earlier of its next deadline
 // and the end of its idle period. It only moves the timer earlier; a timer
-// that fires early re-arms.
+// that fires early re-arms. A deadline due by the timer clock but not yet
+// by the tick clock (a backlog being replayed) is looked at again after
+// TickRetry: arming it at once would spin.
 func (t *twin) arm() {
 	now := t.now()
 	var next int64
@@ -657,8 +663,13 @@ func (t *twin) arm() {
 	if !t.idleSent && !t.passivating {
 		next, has = t.lastActive+int64(t.sys.cfg.IdleTimeout), true
 	}
-	if d, ok := t.deadline(); ok && (!has || d < next) {
-		next, has = d, true
+	if d, ok := t.deadline(); ok {
+		if d <= now && d > t.tickNow() {
+			d = now + int64(t.sys.cfg.TickRetry)
+		}
+		if !has || d < next {
+			next, has = d, true
+		}
 	}
 	if !has {
 		return
@@ -679,12 +690,17 @@ func (t *twin) arm() {
 	t.timerAt, t.armed = next, true
 }
 
+// onTimer ticks the twin when its deadline is due by the tick clock (the
+// time rules' "now"), and starts passivation when it has been idle by the
+// timer clock.
 func (t *twin) onTimer() {
 	t.armed = false
 	now := t.now()
-	if d, ok := t.deadline(); ok && !t.broken && now >= d {
-		t.apply(&tickIn{now: time.Unix(0, now).UTC()})
-		t.advance()
+	if d, ok := t.deadline(); ok && !t.broken {
+		if tickNow := t.tickNow(); tickNow >= d {
+			t.apply(&tickIn{now: time.Unix(0, tickNow).UTC()})
+			t.advance()
+		}
 	}
 	if !t.idleSent && !t.passivating && now-t.lastActive >= int64(t.sys.cfg.IdleTimeout) && t.quiet() {
 		t.idleSent = true

@@ -137,12 +137,19 @@ func runDev(ctx context.Context, args []string, s stdio) int {
 	}
 	// History as fast as the node takes it, then real time.
 	say("replaying %s of simulated history (%d sensors, %d gateways) …", history.String(), perFleet*len(fleets), gwPerFleet*len(fleets))
+	// The fleets advance together, five minutes at a time, so that the stream's
+	// event time (which paces the twins' time rules) is the same for all.
 	produced := 0
-	for _, sim := range sims {
-		k, err := sim.run(ctx, now)
-		produced += k
-		if err != nil {
-			return fail("replay history", err)
+	for t := start; t.Before(now); {
+		if t = t.Add(5 * time.Minute); t.After(now) {
+			t = now
+		}
+		for _, sim := range sims {
+			k, err := sim.run(ctx, t)
+			produced += k
+			if err != nil {
+				return fail("replay history", err)
+			}
 		}
 	}
 	say("history produced: %d uplink copies; the node applies them now — alarms appear below", produced)

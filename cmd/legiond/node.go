@@ -199,6 +199,9 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	acfg := cfg.Actors
 	acfg.Store, acfg.Events, acfg.Directory = n.store, n.events, n.cache
 	acfg.Logger, acfg.Registerer = n.log.With("component", "actors"), n.reg
+	if acfg.TickClock == nil {
+		acfg.TickClock = n.tickClock
+	}
 	n.system, err = actors.NewSystem(acfg)
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
@@ -228,6 +231,46 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 		}
 	}()
 	return n, nil
+}
+
+// Event-time clock of the twins' time rules; see tickClock.
+const (
+	// streamIdle: no input for this long means the stream is idle (not
+	// catching up), and the wall clock rules.
+	streamIdle = 30 * time.Second
+	// streamGrace lets frames still in flight from gateways arrive before
+	// event time moves past a deadline.
+	streamGrace = time.Minute
+)
+
+// tickClock is the "now" of the twins' time rules (SENSOR_OFFLINE,
+// GATEWAY_OFFLINE, FLUSH_OVERDUE). While the node replays old frames (a
+// gateway that reconnects with hours of buffered frames, a history replay,
+// a restart after downtime) the wall clock is hours ahead of the frames:
+// every twin's deadline would look past, the twin would raise
+// SENSOR_OFFLINE and its next replayed frame would clear it, a false
+// raise/clear pair in the legal logbook. So, like a stream processor's
+// watermark, rules run on event time while inputs flow: the newest receive
+// time handed to the twins plus streamGrace, never later than the wall
+// clock. Consumer lag is no guide here: a replay produced as fast as it is
+// consumed shows no lag. When no input arrived for streamIdle the stream is
+// idle and event time would stop; then the wall clock rules (idle-source
+// handling), so that a fleet that fell silent still raises SENSOR_OFFLINE.
+// Known limit: the stream time is one maximum over all partitions, so a
+// backlog replayed beside live traffic still runs on the live time.
+func (n *node) tickClock() time.Time {
+	now := time.Now()
+	// n.system is nil while NewSystem runs (a twin timer may fire then).
+	if n.system == nil {
+		return now
+	}
+	if last := n.system.LastInput(); last.IsZero() || now.Sub(last) > streamIdle {
+		return now
+	}
+	if t := n.system.StreamTime().Add(streamGrace); t.Before(now) {
+		return t
+	}
+	return now
 }
 
 func (n *node) openRegistry(ctx context.Context) error {
