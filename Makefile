@@ -45,10 +45,12 @@ loadtest: ## full capacity runs against a local broker + node (reports in loadte
 	$(GO) build -o $(TOOLS)/legiond ./cmd/legiond
 	rm -rf $(LOADTEST_OUT)/data && mkdir -p $(LOADTEST_OUT)
 	$(TOOLS)/legiond broker --data-dir $(LOADTEST_OUT)/data/kafka --addr 127.0.0.1:19092 & B=$$!; \
-	$(TOOLS)/legiond run --data-dir $(LOADTEST_OUT)/data/node --kafka-brokers 127.0.0.1:19092 --metrics-addr 127.0.0.1:19464 & N=$$!; \
+	$(TOOLS)/legiond run --data-dir $(LOADTEST_OUT)/data/node --kafka-brokers 127.0.0.1:19092 --metrics-addr 127.0.0.1:19464 --api-addr 127.0.0.1:19443 --log-level warn & N=$$!; \
 	trap 'kill $$N; sleep 2; kill $$B' EXIT; \
-	until curl -sf 127.0.0.1:19464/healthz >/dev/null; do sleep 1; done; \
-	C="--kafka-brokers 127.0.0.1:19092 --node-data-dir $(LOADTEST_OUT)/data/node --metrics 127.0.0.1:19464 --pids $$N,$$B --quiet"; \
+	until curl -sf 127.0.0.1:19464/healthz >/dev/null && [ -f $(LOADTEST_OUT)/data/node/auth/dev-issuer-es256-key.pem ]; do sleep 1; done; \
+	T=$$($(TOOLS)/legiond token issue --role platform_admin --ttl 2h --data-dir $(LOADTEST_OUT)/data/node --issuer https://127.0.0.1:19443); \
+	C="--kafka-brokers 127.0.0.1:19092 --node-data-dir $(LOADTEST_OUT)/data/node --metrics 127.0.0.1:19464 --pids $$N,$$B --quiet \
+	   --api https://127.0.0.1:19443 --ca $(LOADTEST_OUT)/data/node/tls/ca.pem --token $$T"; \
 	$(TOOLS)/legiond loadtest $$C --scenario steady --sensors 5000 --rate 5000 --duration 30s --out $(LOADTEST_OUT)/steady-5000 && \
 	$(TOOLS)/legiond loadtest $$C --scenario gateway-backlog --sensors 10000 --backlog 6h --out $(LOADTEST_OUT)/backlog-10k && \
 	$(TOOLS)/legiond loadtest $$C --scenario morning-flush-storm --sensors 10000 --speed 120 --duration 30s --out $(LOADTEST_OUT)/flush-storm && \

@@ -48,7 +48,6 @@ type runner struct {
 	uplinkPartitions int
 	simStart         time.Time
 	simCursor        atomic.Int64 // unix ns of the last uplink released
-	simEnd           time.Time
 
 	phaseMu sync.Mutex
 	phase   string

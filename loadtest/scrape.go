@@ -177,7 +177,7 @@ func readProc(root string, pid int, at time.Time) (procSample, error) {
 	if err != nil {
 		return ps, err
 	}
-	defer fh.Close()
+	defer func() { _ = fh.Close() }()
 	sc := bufio.NewScanner(fh)
 	for sc.Scan() {
 		line := sc.Text()

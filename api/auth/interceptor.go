@@ -216,7 +216,7 @@ func (i *Interceptor) deny(err error) *connect.Error {
 	}
 	ce := connect.NewError(code, err)
 	challenge := `Bearer realm="` + i.cfg.Realm + `"`
-	if idx := reasonIndex(err); idx < len(reasons) && reasons[idx].err != ErrTokenMissing && code == connect.CodeUnauthenticated {
+	if idx := reasonIndex(err); idx < len(reasons) && !errors.Is(reasons[idx].err, ErrTokenMissing) && code == connect.CodeUnauthenticated {
 		challenge += `, error="invalid_token", error_description="` + reasons[idx].err.Error() + `"`
 	}
 	ce.Meta().Set("WWW-Authenticate", challenge)

@@ -248,10 +248,12 @@ func loadOrCreateKey(path string, log *slog.Logger) (*ecdsa.PrivateKey, error) {
 	}
 	tmp := f.Name()
 	defer func() { _ = os.Remove(tmp) }()
-	if err := f.Chmod(0o600); err == nil {
-		if _, err = f.Write(data); err == nil {
-			err = f.Sync()
-		}
+	err = f.Chmod(0o600)
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr

@@ -175,7 +175,7 @@ func (f *fsm) decide(ctx context.Context, l *raft.Log) (*applyResult, error) {
 	batches, err := DecodeCommand(l.Data)
 	if err != nil {
 		f.m.commandsInvalid.Add(1)
-		return &applyResult{err: err}, nil
+		return &applyResult{err: err}, nil //nolint:nilerr // a malformed command is answered in its result, not fatal to the FSM
 	}
 	rs := make([]Response, len(batches))
 	for j := range batches {
@@ -327,7 +327,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 // or a later one (a restart: raft restores its latest snapshot on start, and
 // the durable store is at least that far), which makes restarts cheap.
 func (f *fsm) Restore(rc io.ReadCloser) error {
-	defer rc.Close()
+	defer func() { _ = rc.Close() }()
 	sr := newSnapshotReader(rc)
 	applied, term, err := sr.header()
 	if err != nil {

@@ -103,6 +103,10 @@ func runRun(ctx context.Context, args []string, s stdio) int {
 	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9464", "Prometheus /metrics listen address (empty: off)")
 	idle := fs.Duration("idle-timeout", actors.DefaultIdleTimeout, "passivate a twin after this long without input")
 	shards := fs.Int("shards", actors.DefaultShards, "router actors owning the twin directory")
+	apiAddr := fs.String("api-addr", "", "TLS 1.3 Connect API listen address, e.g. 127.0.0.1:8443 (empty: no API)")
+	apiCert := fs.String("api-cert", "", "API server certificate (PEM; default: a development CA under --data-dir)")
+	apiKey := fs.String("api-key", "", "API server key (PEM)")
+	apiIssuer := fs.String("api-issuer", "", "OAuth issuer whose JWKS (<issuer>/.well-known/jwks.json) signs access tokens (default: the embedded development issuer)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -143,7 +147,21 @@ func runRun(ctx context.Context, args []string, s stdio) int {
 		fmt.Fprintf(s.err, "legiond run: %v\n", err)
 		return exitFailure
 	}
-	fmt.Fprintf(s.out, "legiond node ready: brokers=%s metrics=%s\n", strings.Join(n.brokers, ","), n.metricsAddr)
+	apiURL := "off"
+	if *apiAddr != "" {
+		api, err := startAPI(ctx, apiConfig{Addr: *apiAddr, CertFile: *apiCert, KeyFile: *apiKey, Issuer: *apiIssuer}, apiDeps{
+			DataDir: *dataDir, Kafka: streams.ClientConfig{Brokers: n.brokers, TLS: client.TLS, SASL: client.SASL},
+			Registry: n.pg, Store: n.store, Logger: log,
+		})
+		if err != nil {
+			_ = n.Close()
+			fmt.Fprintf(s.err, "legiond run: %v\n", err)
+			return exitFailure
+		}
+		defer api.close(context.Background())
+		apiURL = api.URL()
+	}
+	fmt.Fprintf(s.out, "legiond node ready: brokers=%s metrics=%s api=%s\n", strings.Join(n.brokers, ","), n.metricsAddr, apiURL)
 	<-ctx.Done()
 	log.Info("stopping")
 	if err := n.Close(); err != nil {

@@ -321,7 +321,7 @@ gather:
 func (c *committer) commit() {
 	m := &c.s.metrics
 	b := c.s.db.NewBatch()
-	defer b.Close()
+	defer func() { _ = b.Close() }()
 	c.failed = c.failed[:0]
 	var units, writes, bytes, twins, events, offsets uint64
 	for _, u := range c.group {
@@ -430,7 +430,7 @@ func (c *committer) version(key []byte) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("read twin version: %w", err)
 	}
-	defer closer.Close()
+	defer func() { _ = closer.Close() }()
 	return twinValueVersion(val)
 }
 

@@ -185,7 +185,7 @@ func (s *Store) ReplicaMeta(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replica meta: %w", err)
 	}
-	defer closer.Close()
+	defer func() { _ = closer.Close() }()
 	return append([]byte{}, v...), nil
 }
 
@@ -234,7 +234,7 @@ func (s *Store) ResetReplica(ctx context.Context, meta []byte, load func(put fun
 		return fmt.Errorf("reset replica: %w", err)
 	}
 	b := s.db.NewBatch()
-	defer func() { b.Close() }()
+	defer func() { _ = b.Close() }()
 	n := 0
 	put := func(w ReplicaWrite) error {
 		k, v, err := w.encode()
@@ -253,7 +253,7 @@ func (s *Store) ResetReplica(ctx context.Context, meta []byte, load func(put fun
 			if err := s.db.Apply(b, pebble.NoSync); err != nil {
 				return err
 			}
-			b.Close()
+			_ = b.Close()
 			b = s.db.NewBatch()
 		}
 		return nil
@@ -273,7 +273,7 @@ func (s *Store) ResetReplica(ctx context.Context, meta []byte, load func(put fun
 // offset, durably, with one range deletion per tenant.
 func (s *Store) clearReplicated(ctx context.Context) error {
 	b := s.db.NewBatch()
-	defer b.Close()
+	defer func() { _ = b.Close() }()
 	_ = b.Delete([]byte(replicaMetaKey), nil)
 	root := []byte(tenantRoot)
 	it, err := s.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: root, UpperBound: prefixEnd(root)})

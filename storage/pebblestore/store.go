@@ -134,7 +134,7 @@ func checkSchema(db *pebble.DB) error {
 	if err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
-	defer closer.Close()
+	defer func() { _ = closer.Close() }()
 	if len(v) != 4 || binary.BigEndian.Uint32(v) != SchemaVersion {
 		return fmt.Errorf("schema %x, want %d: %w", v, SchemaVersion, ErrSchema)
 	}
@@ -224,7 +224,7 @@ func loadTwin(ctx context.Context, r pebble.Reader, tenant string, kind Kind, eu
 	if err != nil {
 		return TwinRecord{}, fmt.Errorf("load twin %s %s: %w", kind, eui, err)
 	}
-	defer closer.Close()
+	defer func() { _ = closer.Close() }()
 	rec, err := decodeTwinValue(v)
 	if err != nil {
 		return TwinRecord{}, fmt.Errorf("load twin %s %s: %w", kind, eui, err)
@@ -258,7 +258,7 @@ func (s *Store) RecentEvents(ctx context.Context, tenant string, eui EUI, from, 
 	if err != nil {
 		return nil, fmt.Errorf("recent events: %w", err)
 	}
-	defer it.Close()
+	defer func() { _ = it.Close() }()
 	var out []EventRecord
 	for ok := it.First(); ok; ok = it.Next() {
 		if len(out)%256 == 0 {
@@ -306,7 +306,7 @@ func offsets(ctx context.Context, r pebble.Reader) (map[TopicPartition]int64, er
 	if err != nil {
 		return nil, fmt.Errorf("offsets: %w", err)
 	}
-	defer it.Close()
+	defer func() { _ = it.Close() }()
 	out := make(map[TopicPartition]int64)
 	for ok := it.First(); ok; ok = it.Next() {
 		tp, err := ParseOffsetKey(it.Key())
@@ -358,9 +358,9 @@ func (s *Store) Prune(ctx context.Context, before time.Time) error {
 	if err != nil {
 		return fmt.Errorf("prune: %w", err)
 	}
-	defer it.Close()
+	defer func() { _ = it.Close() }()
 	b := s.db.NewBatch()
-	defer b.Close()
+	defer func() { _ = b.Close() }()
 	devices := 0
 	// Walk tenants, and within each tenant its devices' event ranges,
 	// seeking over everything else (twin keys, newer events).
@@ -453,7 +453,7 @@ func (s *Store) ForEachTwin(ctx context.Context, fn func(TwinEntry) error) error
 	if err != nil {
 		return err
 	}
-	defer v.Close()
+	defer func() { _ = v.Close() }()
 	return v.ForEachTwin(ctx, fn)
 }
 
@@ -534,7 +534,7 @@ func (v *View) ForEachTwin(ctx context.Context, fn func(TwinEntry) error) error 
 	if err != nil {
 		return fmt.Errorf("for each twin: %w", err)
 	}
-	defer it.Close()
+	defer func() { _ = it.Close() }()
 	for ok := it.First(); ok; {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("for each twin: %w", err)

@@ -104,7 +104,7 @@ func (s *Store) edgeIndex(first bool) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("raft log index: %w", err)
 	}
-	defer it.Close()
+	defer func() { _ = it.Close() }()
 	var ok bool
 	if first {
 		ok = it.First()
@@ -134,7 +134,7 @@ func (s *Store) GetLog(index uint64, log *raft.Log) error {
 	if err != nil {
 		return fmt.Errorf("get raft log %d: %w", index, err)
 	}
-	defer closer.Close()
+	defer func() { _ = closer.Close() }()
 	if err := decodeLog(v, log); err != nil {
 		return fmt.Errorf("get raft log %d: %w", index, err)
 	}
@@ -159,7 +159,7 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 		size += logKeyLen + encodedLogLen(l)
 	}
 	b := s.db.NewBatchWithSize(size + 16*len(logs))
-	defer b.Close()
+	defer func() { _ = b.Close() }()
 	buf := make([]byte, 0, size)
 	for _, l := range logs {
 		start := len(buf)
@@ -217,7 +217,7 @@ func (s *Store) Get(key []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("get %q: %w", key, err)
 	}
-	defer closer.Close()
+	defer func() { _ = closer.Close() }()
 	return append([]byte{}, v...), nil
 }
 
