@@ -253,7 +253,7 @@ func provisionDemo(ctx context.Context, st *postgres.Store, fleets []*fleet.Flee
 // provisionFleetAt registers a fleet's tap points, gateways and ABP devices
 // on one site, unless its first sensor exists already.
 func provisionFleetAt(ctx context.Context, st *postgres.Store, fl *fleet.Fleet, customer, site uuid.UUID) error {
-	scope := postgres.PlatformScope("cli:dev")
+	scope := postgres.PlatformScope("cli:provision")
 	sensors := fl.Sensors()
 	taps := make([]string, len(sensors))
 	exists := false
@@ -293,7 +293,7 @@ func provisionFleetAt(ctx context.Context, st *postgres.Store, fl *fleet.Fleet, 
 	w.Flush()
 	rep, err := st.ImportDevices(ctx, scope, &buf, postgres.ImportOptions{})
 	if err != nil {
-		return err
+		return fmt.Errorf("import devices: %w (%v)", err, rep.Errors)
 	}
 	if rep.Imported != len(sensors) {
 		return fmt.Errorf("imported %d of %d devices", rep.Imported, len(sensors))

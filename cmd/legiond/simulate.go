@@ -1,17 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/csv"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"time"
 
+	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/legionelladossier/legiond/loadtest/fleet"
@@ -199,32 +197,24 @@ func uplinkFrame(u *fleet.Uplink) *lorawanv1.UplinkFrame {
 }
 
 // provisionFleet registers a simulated fleet under the platform scope: one
-// partner, customer and site (NL), a tap point of the sensor's kind per
-// sensor, its ABP device (CSV import, keys sealed), and the gateways. A
-// fleet whose first sensor exists already is left as it is.
+// partner, customer and site (NL) for it, then its tap points, gateways and
+// ABP devices (provisionFleetAt). A fleet whose first sensor exists already
+// is left as it is.
 func provisionFleet(ctx context.Context, st *postgres.Store, fl *fleet.Fleet, name string) error {
 	scope := postgres.PlatformScope("cli:simulate")
 	sensors := fl.Sensors()
 	if len(sensors) == 0 {
 		return nil
 	}
+	var customer, site uuid.UUID
 	exists := false
 	err := st.InTx(ctx, scope, func(tx *postgres.Tx) error {
-		_, err := tx.Devices().Get(ctx, postgres.EUI64(sensors[0].DevEUI))
-		switch {
-		case err == nil:
+		if _, err := tx.Devices().Get(ctx, postgres.EUI64(sensors[0].DevEUI)); err == nil {
 			exists = true
 			return nil
-		case !errors.Is(err, postgres.ErrNotFound):
+		} else if !errors.Is(err, postgres.ErrNotFound) {
 			return err
 		}
-		return nil
-	})
-	if err != nil || exists {
-		return err
-	}
-	taps := make([]string, len(sensors))
-	err = st.InTx(ctx, scope, func(tx *postgres.Tx) error {
 		p, err := tx.Partners().Create(ctx, postgres.NewPartner{Name: name + " partner"})
 		if err != nil {
 			return err
@@ -233,40 +223,15 @@ func provisionFleet(ctx context.Context, st *postgres.Store, fl *fleet.Fleet, na
 		if err != nil {
 			return err
 		}
-		site, err := tx.Sites().Create(ctx, postgres.NewSite{CustomerID: c.ID, Name: name, City: "Utrecht", Country: "NL"})
+		sc, err := tx.Sites().Create(ctx, postgres.NewSite{CustomerID: c.ID, Name: name, City: "Utrecht", Country: "NL"})
 		if err != nil {
 			return err
 		}
-		for i, s := range sensors {
-			tp, err := tx.TapPoints().Create(ctx, postgres.NewTapPoint{SiteID: site.ID, Name: "tap " + strconv.Itoa(i) + " " + s.DevEUI.String(),
-				Kind: postgres.TapKind(s.TapKind)})
-			if err != nil {
-				return err
-			}
-			taps[i] = tp.ID.String()
-		}
-		for i, g := range fl.Gateways() {
-			if _, err := tx.Gateways().Create(ctx, postgres.NewGateway{GatewayEUI: postgres.EUI64(g.EUI), CustomerID: &c.ID,
-				SiteID: &site.ID, Name: "gateway " + strconv.Itoa(i)}); err != nil {
-				return err
-			}
-		}
+		customer, site = c.ID, sc.ID
 		return nil
 	})
-	if err != nil {
+	if err != nil || exists {
 		return err
 	}
-	var buf bytes.Buffer
-	w := csv.NewWriter(&buf)
-	_ = w.Write([]string{"dev_eui", "activation", "name", "tap_point_id", "dev_addr", "nwk_s_key", "app_s_key", "expected_interval_s"})
-	interval := strconv.Itoa(int(fl.Config().ReportInterval / time.Second))
-	for i, s := range sensors {
-		_ = w.Write([]string{s.DevEUI.String(), "ABP", "clip " + strconv.Itoa(i), taps[i], s.DevAddr.String(), s.NwkSKey.String(), s.AppSKey.String(), interval})
-	}
-	w.Flush()
-	rep, err := st.ImportDevices(ctx, scope, &buf, postgres.ImportOptions{})
-	if err != nil {
-		return fmt.Errorf("import devices: %w (%v)", err, rep.Errors)
-	}
-	return nil
+	return provisionFleetAt(ctx, st, fl, customer, site)
 }
