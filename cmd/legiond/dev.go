@@ -74,6 +74,10 @@ func runDev(ctx context.Context, args []string, s stdio) int {
 	}
 	say := func(format string, a ...any) { fmt.Fprintf(s.out, format+"\n", a...) }
 	fail := func(what string, err error) int {
+		if ctx.Err() != nil { // Ctrl-C while starting or replaying: a normal stop
+			fmt.Fprintln(s.out, "\nstopping …")
+			return exitOK
+		}
 		fmt.Fprintf(s.err, "legiond dev: %s: %v\n", what, err)
 		return exitFailure
 	}
