@@ -21,6 +21,9 @@ var (
 	ErrRejected = errors.New("actors: rejected")
 	// ErrClosed reports use of a closed System.
 	ErrClosed = errors.New("actors: closed")
+	// ErrNotFound: Operate found no stored twin for the device (or the
+	// device belongs to another tenant).
+	ErrNotFound = errors.New("actors: twin not found")
 )
 
 // Rejection reasons that do not come from the twin core. The core's own

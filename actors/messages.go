@@ -120,6 +120,31 @@ func (m *gwMsg) input() devicetwin.Input {
 	return m.seen
 }
 
+// opMsg is an operator input (an alarm acknowledgement or clear) on its
+// way to a sensor twin. The twin fills view and events each time it
+// applies it (a re-applied input overwrites them); res gets the outcome
+// once the op is durable.
+type opMsg struct {
+	eui    devicetwin.EUI64
+	tenant string
+	in     devicetwin.Input
+	check  func(*devicetwin.SensorState) error
+	res    chan error // buffered 1: complete never blocks
+
+	// Owned by the twin holding the message.
+	attempts int
+	view     devicetwin.SensorView
+	events   []devicetwin.Event
+}
+
+func (m *opMsg) complete(s *System, err error) {
+	select {
+	case m.res <- err:
+	default:
+	}
+	s.release()
+}
+
 // tickIn is a deadline tick, kept as an input so it can be re-applied.
 type tickIn struct {
 	now      time.Time

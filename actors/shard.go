@@ -35,6 +35,8 @@ func (s *shard) Receive(ctx actor.Context) {
 		s.deliver(ctx, key{pebblestore.KindSensor, devicetwin.EUI64(m.cands[m.idx].DevEUI)}, m)
 	case *gwMsg:
 		s.deliver(ctx, key{pebblestore.KindGateway, m.eui}, m)
+	case *opMsg:
+		s.deliver(ctx, key{pebblestore.KindSensor, m.eui}, m)
 	case *wakeMsg:
 		s.deliver(ctx, m.key, m)
 	case *idleMsg:

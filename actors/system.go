@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -176,6 +177,45 @@ func (s *System) HandleGatewayStats(ctx context.Context, st *lorawanv1.GatewaySt
 	s.route(key{pebblestore.KindGateway, m.eui}, m)
 }
 
+// Operate applies an operator input (devicetwin.AlarmAck or AlarmClear)
+// to the sensor twin of dev owned by tenant, in order with the twin's
+// other inputs, and returns once its effects are durable (events
+// published, state persisted) with the twin's view after it and the
+// events it produced (none when it changed nothing). check, when not nil,
+// runs in the twin right before the input is applied, on a copy of the
+// state: an error it returns refuses the input (Operate returns it once the
+// inputs before it are durable). The error otherwise wraps ErrNotFound when
+// the twin has no stored state or belongs to another tenant, ErrRetry when
+// it may succeed later, or is ctx's error.
+func (s *System) Operate(ctx context.Context, tenant string, dev devicetwin.EUI64, in devicetwin.Input, check func(*devicetwin.SensorState) error) (devicetwin.SensorView, []devicetwin.Event, error) {
+	switch in.(type) {
+	case devicetwin.AlarmAck, devicetwin.AlarmClear:
+	default:
+		return devicetwin.SensorView{}, nil, fmt.Errorf("actors: operate: unsupported input %T", in)
+	}
+	s.inflight.Add(1)
+	m := &opMsg{eui: dev, tenant: tenant, in: in, check: check, res: make(chan error, 1)}
+	if s.closing.Load() {
+		m.complete(s, fmt.Errorf("%w: %w", ErrRetry, ErrClosed))
+	} else {
+		s.route(key{pebblestore.KindSensor, dev}, m)
+	}
+	select {
+	case err := <-m.res:
+		if err != nil {
+			if errors.Is(err, errNoDevice) {
+				err = fmt.Errorf("%w: %w", ErrNotFound, err)
+			}
+			return devicetwin.SensorView{}, nil, err
+		}
+		// The twin wrote view and events before completing (the channel
+		// orders the accesses).
+		return m.view, m.events, nil
+	case <-ctx.Done():
+		return devicetwin.SensorView{}, nil, ctx.Err()
+	}
+}
+
 // seen moves the stream time forward to at (it never moves back: inputs
 // of different devices and partitions arrive out of order).
 func (s *System) seen(at time.Time) {
@@ -230,6 +270,11 @@ func (s *System) finish(start time.Time, done func(error), err error, frame bool
 		s.m.applyLatency.Observe(time.Since(start).Seconds())
 	}
 	done(err)
+	s.release()
+}
+
+// release ends one input in flight, waking Close when it was the last.
+func (s *System) release() {
 	if s.inflight.Add(-1) == 0 && s.closing.Load() {
 		select {
 		case s.drained <- struct{}{}:

@@ -104,6 +104,8 @@ func (t *twin) Receive(ctx actor.Context) {
 		t.input(m)
 	case *gwMsg:
 		t.input(m)
+	case *opMsg:
+		t.input(m)
 	case *wakeMsg:
 		t.input(m)
 	case *publishedMsg:
@@ -287,6 +289,8 @@ func (t *twin) apply(in any) {
 		before := *t.gw
 		evs = t.gw.Apply(m.input(), evs)
 		t.record(in, m, nil, evs, *t.gw != before, func() any { c := before; return &c })
+	case *opMsg:
+		evs = t.applyOp(m, evs)
 	case *tickIn:
 		t.lastTick = m.now.UnixNano()
 		t.sys.m.nTicks.Add(1)
@@ -331,6 +335,32 @@ func (t *twin) applyFrame(m *frameMsg, evs []devicetwin.Event) []devicetwin.Even
 		t.forward(m, keys, last, has, len(evs) > 0 || changed)
 	}
 	t.record(m, m, result, evs, changed, func() any { c := before; return &c })
+	return evs
+}
+
+// applyOp applies an operator input. A twin with no stored state (nothing
+// persisted and nothing in flight) or of another tenant refuses it with
+// ErrNotFound; the refusal completes in order like any other op.
+func (t *twin) applyOp(m *opMsg, evs []devicetwin.Event) []devicetwin.Event {
+	m.view, m.events = devicetwin.SensorView{}, nil
+	if t.key.kind != pebblestore.KindSensor || t.tenant != m.tenant || (t.version == 0 && len(t.fl.ops) == 0) {
+		t.record(m, m, fmt.Errorf("%w: twin %s", ErrNotFound, t.key.name()), nil, false, nil)
+		return evs
+	}
+	if m.check != nil {
+		c := t.sensor
+		if err := m.check(&c); err != nil {
+			t.record(m, m, err, nil, false, nil)
+			return evs
+		}
+	}
+	before := t.sensor
+	evs = t.sensor.Apply(m.in, evs)
+	if len(evs) > 0 {
+		m.events = append([]devicetwin.Event(nil), evs...)
+	}
+	m.view = t.sensor.View()
+	t.record(m, m, nil, evs, t.sensor != before, func() any { c := before; return &c })
 	return evs
 }
 
@@ -611,6 +641,9 @@ func attempts(in any) int {
 	case *gwMsg:
 		m.attempts++
 		return m.attempts - 1
+	case *opMsg:
+		m.attempts++
+		return m.attempts - 1
 	case *tickIn:
 		m.attempts++
 		return m.attempts - 1
@@ -776,6 +809,8 @@ func (s *System) fail(in any, err error) {
 	case *frameMsg:
 		m.complete(s, err)
 	case *gwMsg:
+		m.complete(s, err)
+	case *opMsg:
 		m.complete(s, err)
 	}
 }

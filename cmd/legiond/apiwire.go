@@ -10,9 +10,11 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/legionelladossier/legiond/actors"
 	"github.com/legionelladossier/legiond/api/auth"
 	"github.com/legionelladossier/legiond/api/hub"
 	"github.com/legionelladossier/legiond/api/server"
@@ -256,6 +258,86 @@ func twinProto(v devicetwin.SensorView, customerID string) *apiv1.Twin {
 		})
 	}
 	return t
+}
+
+// alarmCommander applies operator alarm transitions through the twins.
+type alarmCommander struct{ sys *actors.System }
+
+func (c alarmCommander) Acknowledge(ctx context.Context, ref services.AlarmRef, by, note string) (*apiv1.Alarm, error) {
+	return c.operate(ctx, ref, func(t devicetwin.AlarmType, at time.Time) devicetwin.Input {
+		return devicetwin.AlarmAck{Type: t, By: by, At: at, Note: note}
+	}, true)
+}
+
+func (c alarmCommander) Clear(ctx context.Context, ref services.AlarmRef, by, note string) (*apiv1.Alarm, error) {
+	return c.operate(ctx, ref, func(t devicetwin.AlarmType, at time.Time) devicetwin.Input {
+		return devicetwin.AlarmClear{Type: t, By: by, At: at, Note: note}
+	}, false)
+}
+
+// operate checks, inside the twin, that ref is the current open
+// occurrence (and, for an ack, not acknowledged yet), then applies the
+// input and returns the alarm after it.
+func (c alarmCommander) operate(ctx context.Context, ref services.AlarmRef, mk func(devicetwin.AlarmType, time.Time) devicetwin.Input, ack bool) (*apiv1.Alarm, error) {
+	if c.sys == nil {
+		return nil, services.ErrUnavailable
+	}
+	eui, err := devicetwin.ParseEUI(ref.DevEUI)
+	if err != nil || len(ref.DevEUI) != 16 {
+		return nil, fmt.Errorf("alarm %s: %w", ref.AlarmID, services.ErrAlarmNotFound)
+	}
+	typ := devicetwin.AlarmType(ref.Type)
+	check := func(st *devicetwin.SensorState) error {
+		a := st.Alarm(typ)
+		if a.Status == devicetwin.StatusNone || a.Status == devicetwin.ClearedAck || a.Seq != ref.Occurrence {
+			return fmt.Errorf("alarm %s: %w", ref.AlarmID, services.ErrAlarmNotFound)
+		}
+		if ack && (a.Status == devicetwin.ActiveAck) {
+			return services.ErrAlarmState
+		}
+		return nil
+	}
+	view, evs, err := c.sys.Operate(ctx, ref.CustomerID, eui, mk(typ, time.Now()), check)
+	switch {
+	case errors.Is(err, actors.ErrNotFound):
+		return nil, fmt.Errorf("alarm %s: %w", ref.AlarmID, services.ErrAlarmNotFound)
+	case errors.Is(err, actors.ErrRetry):
+		return nil, fmt.Errorf("%w: %w", services.ErrUnavailable, err)
+	case err != nil:
+		return nil, err
+	}
+	return alarmProto(view, ref, evs), nil
+}
+
+// alarmProto is the API's Alarm of ref after an operator transition: from
+// the transition's event, else (nothing changed) from the twin's view.
+func alarmProto(v devicetwin.SensorView, ref services.AlarmRef, evs []devicetwin.Event) *apiv1.Alarm {
+	dev := v.DevEUI.String()
+	typ := devicetwin.AlarmType(ref.Type)
+	a := &apiv1.Alarm{
+		AlarmId: dev + "-" + typ.String() + "-" + strconv.FormatUint(uint64(ref.Occurrence), 10),
+		DevEui:  dev, CustomerId: ref.CustomerID, SiteId: v.Config.SiteID, TapPointId: v.Config.TapPointID,
+		Type: ref.Type,
+	}
+	for i := range evs {
+		e := &evs[i]
+		if e.Kind != devicetwin.KindAlarm || e.Alarm.Type != typ {
+			continue
+		}
+		a.Severity, a.Status = twinv1.Severity(e.Alarm.Severity), twinv1.AlarmStatus(e.Alarm.To)
+		a.RaisedAt = tsOrNil(e.Alarm.RaisedAt, timestamppb.New(e.Alarm.RaisedAt))
+		a.UpdatedAt = tsOrNil(e.At, timestamppb.New(e.At))
+		a.AcknowledgedBy, a.Note = e.Alarm.By, e.Alarm.Note
+		return a
+	}
+	for _, oa := range v.OpenAlarms {
+		if oa.Type == typ {
+			raised := oa.RaisedTime()
+			a.Severity, a.Status = twinv1.Severity(oa.Severity), twinv1.AlarmStatus(oa.Status)
+			a.RaisedAt = tsOrNil(raised, timestamppb.New(raised))
+		}
+	}
+	return a
 }
 
 // singleNode is the cluster status of a node that runs alone.
