@@ -62,11 +62,8 @@ func listArgs(size int32, token, qk string, parts int) (int, []string, error) {
 // CreatePartner adds a partner (platform administrators only).
 func (s *Services) CreatePartner(ctx context.Context, req *connect.Request[apiv1.CreatePartnerRequest]) (*connect.Response[apiv1.CreatePartnerResponse], error) {
 	const op = apiv1connect.AdminServiceCreatePartnerProcedure
-	p, err := caller(ctx)
+	p, err := authorize(ctx, auth.ScopeAdminWrite)
 	if err != nil {
-		return nil, err
-	}
-	if err := need(p, auth.ScopeAdminWrite); err != nil {
 		return nil, err
 	}
 	if err := needPlatformAdmin(p, "create partners"); err != nil {
@@ -86,11 +83,8 @@ func (s *Services) CreatePartner(ctx context.Context, req *connect.Request[apiv1
 // ListPartners lists the partners visible to the caller, by name.
 func (s *Services) ListPartners(ctx context.Context, req *connect.Request[apiv1.ListPartnersRequest]) (*connect.Response[apiv1.ListPartnersResponse], error) {
 	const op = apiv1connect.AdminServiceListPartnersProcedure
-	p, err := caller(ctx)
+	p, err := authorize(ctx, auth.ScopeAdminRead)
 	if err != nil {
-		return nil, err
-	}
-	if err := need(p, auth.ScopeAdminRead); err != nil {
 		return nil, err
 	}
 	qk := queryKey("partners")
@@ -134,11 +128,8 @@ func sortedValues[K comparable, V any](m map[K]V, key func(V) []string) []V {
 // or partner administrators under their own partner).
 func (s *Services) CreateCustomer(ctx context.Context, req *connect.Request[apiv1.CreateCustomerRequest]) (*connect.Response[apiv1.CreateCustomerResponse], error) {
 	const op = apiv1connect.AdminServiceCreateCustomerProcedure
-	p, err := caller(ctx)
+	p, err := authorize(ctx, auth.ScopeAdminWrite)
 	if err != nil {
-		return nil, err
-	}
-	if err := need(p, auth.ScopeAdminWrite); err != nil {
 		return nil, err
 	}
 	var sc postgres.Scope
@@ -173,11 +164,8 @@ func (s *Services) CreateCustomer(ctx context.Context, req *connect.Request[apiv
 // one partner, by name.
 func (s *Services) ListCustomers(ctx context.Context, req *connect.Request[apiv1.ListCustomersRequest]) (*connect.Response[apiv1.ListCustomersResponse], error) {
 	const op = apiv1connect.AdminServiceListCustomersProcedure
-	p, err := caller(ctx)
+	p, err := authorize(ctx, readScopes...)
 	if err != nil {
-		return nil, err
-	}
-	if err := need(p, readScopes...); err != nil {
 		return nil, err
 	}
 	partner, err := parseID("partner_id", req.Msg.GetPartnerId(), false)
@@ -246,11 +234,8 @@ func (s *Services) customerArg(ctx context.Context, p *auth.Principal, raw strin
 // CreateSite adds a site to a customer; the country must be in the EEA.
 func (s *Services) CreateSite(ctx context.Context, req *connect.Request[apiv1.CreateSiteRequest]) (*connect.Response[apiv1.CreateSiteResponse], error) {
 	const op = apiv1connect.AdminServiceCreateSiteProcedure
-	p, err := caller(ctx)
+	p, err := authorize(ctx, auth.ScopeAdminWrite)
 	if err != nil {
-		return nil, err
-	}
-	if err := need(p, auth.ScopeAdminWrite); err != nil {
 		return nil, err
 	}
 	m := req.Msg
@@ -279,11 +264,8 @@ func (s *Services) CreateSite(ctx context.Context, req *connect.Request[apiv1.Cr
 // customer, by name.
 func (s *Services) ListSites(ctx context.Context, req *connect.Request[apiv1.ListSitesRequest]) (*connect.Response[apiv1.ListSitesResponse], error) {
 	const op = apiv1connect.AdminServiceListSitesProcedure
-	p, err := caller(ctx)
+	p, err := authorize(ctx, readScopes...)
 	if err != nil {
-		return nil, err
-	}
-	if err := need(p, readScopes...); err != nil {
 		return nil, err
 	}
 	customer, err := parseID("customer_id", req.Msg.GetCustomerId(), false)
@@ -295,13 +277,9 @@ func (s *Services) ListSites(ctx context.Context, req *connect.Request[apiv1.Lis
 	if err != nil {
 		return nil, err
 	}
-	scs := scopes(p)
-	if customer != uuid.Nil {
-		_, sc, err := s.findCustomer(ctx, p, customer)
-		if err != nil {
-			return nil, s.toConnect(ctx, op, err)
-		}
-		scs = []postgres.Scope{sc}
+	scs, err := s.listScopes(ctx, op, p, customer)
+	if err != nil {
+		return nil, err
 	}
 	seen := map[uuid.UUID]postgres.Site{}
 	for _, sc := range scs {
@@ -330,11 +308,8 @@ func (s *Services) ListSites(ctx context.Context, req *connect.Request[apiv1.Lis
 // CreateTapPoint adds a tap point to a site.
 func (s *Services) CreateTapPoint(ctx context.Context, req *connect.Request[apiv1.CreateTapPointRequest]) (*connect.Response[apiv1.CreateTapPointResponse], error) {
 	const op = apiv1connect.AdminServiceCreateTapPointProcedure
-	p, err := caller(ctx)
+	p, err := authorize(ctx, auth.ScopeAdminWrite)
 	if err != nil {
-		return nil, err
-	}
-	if err := need(p, auth.ScopeAdminWrite); err != nil {
 		return nil, err
 	}
 	m := req.Msg
@@ -372,11 +347,8 @@ func (s *Services) CreateTapPoint(ctx context.Context, req *connect.Request[apiv
 // site, by name.
 func (s *Services) ListTapPoints(ctx context.Context, req *connect.Request[apiv1.ListTapPointsRequest]) (*connect.Response[apiv1.ListTapPointsResponse], error) {
 	const op = apiv1connect.AdminServiceListTapPointsProcedure
-	p, err := caller(ctx)
+	p, err := authorize(ctx, readScopes...)
 	if err != nil {
-		return nil, err
-	}
-	if err := need(p, readScopes...); err != nil {
 		return nil, err
 	}
 	siteID, err := parseID("site_id", req.Msg.GetSiteId(), false)
@@ -441,11 +413,8 @@ func parseKey(field, s string) (*postgres.AES128Key, error) {
 // never returned.
 func (s *Services) CreateDevice(ctx context.Context, req *connect.Request[apiv1.CreateDeviceRequest]) (*connect.Response[apiv1.CreateDeviceResponse], error) {
 	const op = apiv1connect.AdminServiceCreateDeviceProcedure
-	p, err := caller(ctx)
+	p, err := authorize(ctx, auth.ScopeDevicesWrite)
 	if err != nil {
-		return nil, err
-	}
-	if err := need(p, auth.ScopeDevicesWrite); err != nil {
 		return nil, err
 	}
 	m := req.Msg
@@ -523,11 +492,8 @@ func (s *Services) CreateDevice(ctx context.Context, req *connect.Request[apiv1.
 // or tap point, by DevEUI.
 func (s *Services) ListDevices(ctx context.Context, req *connect.Request[apiv1.ListDevicesRequest]) (*connect.Response[apiv1.ListDevicesResponse], error) {
 	const op = apiv1connect.AdminServiceListDevicesProcedure
-	p, err := caller(ctx)
+	p, err := authorize(ctx, readScopes...)
 	if err != nil {
-		return nil, err
-	}
-	if err := need(p, readScopes...); err != nil {
 		return nil, err
 	}
 	m := req.Msg
@@ -591,11 +557,8 @@ func (s *Services) ListDevices(ctx context.Context, req *connect.Request[apiv1.L
 // naming the first bad row, with the full report as an error detail.
 func (s *Services) ImportDevices(ctx context.Context, req *connect.Request[apiv1.ImportDevicesRequest]) (*connect.Response[apiv1.ImportDevicesResponse], error) {
 	const op = apiv1connect.AdminServiceImportDevicesProcedure
-	p, err := caller(ctx)
+	p, err := authorize(ctx, auth.ScopeDevicesWrite)
 	if err != nil {
-		return nil, err
-	}
-	if err := need(p, auth.ScopeDevicesWrite); err != nil {
 		return nil, err
 	}
 	if p.SiteRestricted() {
@@ -638,11 +601,8 @@ func (s *Services) ImportDevices(ctx context.Context, req *connect.Request[apiv1
 // partner, for partner administrators without customer_id).
 func (s *Services) CreateGateway(ctx context.Context, req *connect.Request[apiv1.CreateGatewayRequest]) (*connect.Response[apiv1.CreateGatewayResponse], error) {
 	const op = apiv1connect.AdminServiceCreateGatewayProcedure
-	p, err := caller(ctx)
+	p, err := authorize(ctx, auth.ScopeAdminWrite)
 	if err != nil {
-		return nil, err
-	}
-	if err := need(p, auth.ScopeAdminWrite); err != nil {
 		return nil, err
 	}
 	m := req.Msg
@@ -677,11 +637,8 @@ func (s *Services) CreateGateway(ctx context.Context, req *connect.Request[apiv1
 // sites.
 func (s *Services) ListGateways(ctx context.Context, req *connect.Request[apiv1.ListGatewaysRequest]) (*connect.Response[apiv1.ListGatewaysResponse], error) {
 	const op = apiv1connect.AdminServiceListGatewaysProcedure
-	p, err := caller(ctx)
+	p, err := authorize(ctx, readScopes...)
 	if err != nil {
-		return nil, err
-	}
-	if err := need(p, readScopes...); err != nil {
 		return nil, err
 	}
 	customer, err := parseID("customer_id", req.Msg.GetCustomerId(), false)
@@ -693,13 +650,9 @@ func (s *Services) ListGateways(ctx context.Context, req *connect.Request[apiv1.
 	if err != nil {
 		return nil, err
 	}
-	scs := scopes(p)
-	if customer != uuid.Nil {
-		_, sc, err := s.findCustomer(ctx, p, customer)
-		if err != nil {
-			return nil, s.toConnect(ctx, op, err)
-		}
-		scs = []postgres.Scope{sc}
+	scs, err := s.listScopes(ctx, op, p, customer)
+	if err != nil {
+		return nil, err
 	}
 	seen := map[postgres.EUI64]postgres.Gateway{}
 	for _, sc := range scs {

@@ -65,11 +65,8 @@ func severityAtLeast(sev, min twinv1.Severity) bool {
 // transition in it (from the recent-event window), in its latest state.
 func (s *Services) ListAlarms(ctx context.Context, req *connect.Request[apiv1.ListAlarmsRequest]) (*connect.Response[apiv1.ListAlarmsResponse], error) {
 	const op = apiv1connect.AlarmServiceListAlarmsProcedure
-	p, err := caller(ctx)
+	p, err := authorize(ctx, auth.ScopeAlarmsRead)
 	if err != nil {
-		return nil, err
-	}
-	if err := need(p, auth.ScopeAlarmsRead); err != nil {
 		return nil, err
 	}
 	m := req.Msg
@@ -318,11 +315,8 @@ func (s *Services) ClearAlarm(ctx context.Context, req *connect.Request[apiv1.Cl
 }
 
 func (s *Services) alarmCommand(ctx context.Context, op, alarmID, rawNote string, clear bool) (*apiv1.Alarm, error) {
-	p, err := caller(ctx)
+	p, err := authorize(ctx, auth.ScopeAlarmsWrite)
 	if err != nil {
-		return nil, err
-	}
-	if err := need(p, auth.ScopeAlarmsWrite); err != nil {
 		return nil, err
 	}
 	eui, typ, occ, err := parseAlarmID(alarmID)

@@ -22,11 +22,8 @@ import (
 // was never heard from answers with its registry view.
 func (s *Services) GetTwin(ctx context.Context, req *connect.Request[apiv1.GetTwinRequest]) (*connect.Response[apiv1.GetTwinResponse], error) {
 	const op = apiv1connect.TwinServiceGetTwinProcedure
-	p, err := caller(ctx)
+	p, err := authorize(ctx, auth.ScopeDevicesRead)
 	if err != nil {
-		return nil, err
-	}
-	if err := need(p, auth.ScopeDevicesRead); err != nil {
 		return nil, err
 	}
 	eui, err := parseEUI("dev_eui", req.Msg.GetDevEui(), true)
@@ -87,11 +84,8 @@ func (s *Services) placeDevice(ctx context.Context, p *auth.Principal, d postgre
 // tap kind or only those with alarms.
 func (s *Services) ListTwins(ctx context.Context, req *connect.Request[apiv1.ListTwinsRequest]) (*connect.Response[apiv1.ListTwinsResponse], error) {
 	const op = apiv1connect.TwinServiceListTwinsProcedure
-	p, err := caller(ctx)
+	p, err := authorize(ctx, auth.ScopeDevicesRead)
 	if err != nil {
-		return nil, err
-	}
-	if err := need(p, auth.ScopeDevicesRead); err != nil {
 		return nil, err
 	}
 	m := req.Msg
