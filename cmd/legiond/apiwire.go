@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -73,25 +72,22 @@ func startAPI(ctx context.Context, cfg apiConfig, d apiDeps) (_ *nodeAPI, err er
 		return nil, fmt.Errorf("api: address %q: %w", cfg.Addr, err)
 	}
 	a := &nodeAPI{done: make(chan struct{})}
-	tlsCfg, err := func() (*tlsConfigPair, error) {
-		if cfg.CertFile != "" {
-			c, err := tlsconf.ServerConfig(cfg.CertFile, cfg.KeyFile)
-			return &tlsConfigPair{server: c}, err
+	var serverTLS *tls.Config
+	if cfg.CertFile != "" {
+		if serverTLS, err = tlsconf.ServerConfig(cfg.CertFile, cfg.KeyFile); err != nil {
+			return nil, fmt.Errorf("api: tls: %w", err)
 		}
-		hosts := []string{}
+	} else {
+		var hosts []string
 		if host != "" && host != "0.0.0.0" && host != "::" {
 			hosts = append(hosts, host)
 		}
 		ca, err := tlsconf.LoadOrCreateDevCA(tlsconf.DevCAConfig{Dir: d.DataDir, Hosts: hosts, Logger: d.Logger})
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("api: tls: %w", err)
 		}
-		return &tlsConfigPair{server: ca.ServerConfig(), caFile: ca.CAFile()}, nil
-	}()
-	if err != nil {
-		return nil, fmt.Errorf("api: tls: %w", err)
+		serverTLS, a.caFile = ca.ServerConfig(), ca.CAFile()
 	}
-	a.caFile = tlsCfg.caFile
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -136,7 +132,7 @@ func startAPI(ctx context.Context, cfg apiConfig, d apiDeps) (_ *nodeAPI, err er
 		return nil, fmt.Errorf("api: hub: %w", ctx.Err())
 	}
 
-	a.srv, err = server.New(server.Config{Listener: ln, TLS: tlsCfg.server, Verifier: verifier, Issuer: a.issuer, Logger: d.Logger.With("component", "api")})
+	a.srv, err = server.New(server.Config{Listener: ln, TLS: serverTLS, Verifier: verifier, Issuer: a.issuer, Logger: d.Logger.With("component", "api")})
 	if err != nil {
 		a.close(context.Background())
 		return nil, fmt.Errorf("api: %w", err)
@@ -153,11 +149,6 @@ func startAPI(ctx context.Context, cfg apiConfig, d apiDeps) (_ *nodeAPI, err er
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	return a, nil
-}
-
-type tlsConfigPair struct {
-	server *tls.Config
-	caFile string
 }
 
 // URL is the API's base URL.
@@ -178,12 +169,11 @@ func (a *nodeAPI) close(ctx context.Context) {
 type storeTwins struct{ store *pebblestore.Store }
 
 func (r storeTwins) GetTwin(ctx context.Context, customerID, devEUI string) (*apiv1.Twin, error) {
-	var eui pebblestore.EUI
-	if b, err := hex.DecodeString(devEUI); err != nil || len(b) != len(eui) {
+	dev, err := devicetwin.ParseEUI(devEUI)
+	if err != nil {
 		return nil, fmt.Errorf("dev eui %q: %w", devEUI, services.ErrNoState)
-	} else {
-		copy(eui[:], b)
 	}
+	eui := pebblestore.EUI(dev)
 	rec, err := r.store.LoadTwin(ctx, customerID, pebblestore.KindSensor, eui)
 	if errors.Is(err, pebblestore.ErrNotFound) {
 		return nil, fmt.Errorf("twin %s: %w", devEUI, services.ErrNoState)
@@ -221,11 +211,12 @@ func tempPtr(t clipr.Temp) *float64 {
 	return &c
 }
 
-func tsOrNil(v interface{ IsZero() bool }, ts *timestamppb.Timestamp) *timestamppb.Timestamp {
-	if v.IsZero() {
+// timestamp is t as a protobuf timestamp, nil for the zero time ("never").
+func timestamp(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
 		return nil
 	}
-	return ts
+	return timestamppb.New(t)
 }
 
 // twinProto converts a twin view to the API's Twin.
@@ -234,10 +225,10 @@ func twinProto(v devicetwin.SensorView, customerID string) *apiv1.Twin {
 	t := &apiv1.Twin{
 		DevEui: dev, CustomerId: customerID, SiteId: v.Config.SiteID, TapPointId: v.Config.TapPointID,
 		TapKind: twinv1.TapKind(v.Config.TapKind), Profile: twinv1.RuleProfile(v.Config.Profile),
-		LastSeen:           tsOrNil(v.LastUplink, timestamppb.New(v.LastUplink)),
+		LastSeen:           timestamp(v.LastUplink),
 		LastPipeC:          tempPtr(v.LastPipe),
 		LastAmbientC:       tempPtr(v.LastAmbient),
-		LastCompliantFlush: tsOrNil(v.LastCompliantFlush, timestamppb.New(v.LastCompliantFlush)),
+		LastCompliantFlush: timestamp(v.LastCompliantFlush),
 		LastFCnt:           v.LastFCnt,
 		Status: &twinv1.DeviceStatus{
 			BatteryMv: uint32(v.BatteryMV), Detached: v.Detached, ProbeFault: v.ProbeFault,
@@ -254,7 +245,7 @@ func twinProto(v devicetwin.SensorView, customerID string) *apiv1.Twin {
 			AlarmId: dev + "-" + oa.Type.String() + "-" + strconv.FormatUint(uint64(oa.Seq), 10),
 			DevEui:  dev, CustomerId: customerID, SiteId: v.Config.SiteID, TapPointId: v.Config.TapPointID,
 			Type: twinv1.AlarmType(oa.Type), Severity: twinv1.Severity(oa.Severity), Status: twinv1.AlarmStatus(oa.Status),
-			RaisedAt: tsOrNil(raised, timestamppb.New(raised)),
+			RaisedAt: timestamp(raised),
 		})
 	}
 	return t
@@ -283,7 +274,7 @@ func (c alarmCommander) operate(ctx context.Context, ref services.AlarmRef, mk f
 		return nil, services.ErrUnavailable
 	}
 	eui, err := devicetwin.ParseEUI(ref.DevEUI)
-	if err != nil || len(ref.DevEUI) != 16 {
+	if err != nil {
 		return nil, fmt.Errorf("alarm %s: %w", ref.AlarmID, services.ErrAlarmNotFound)
 	}
 	typ := devicetwin.AlarmType(ref.Type)
@@ -325,8 +316,8 @@ func alarmProto(v devicetwin.SensorView, ref services.AlarmRef, evs []devicetwin
 			continue
 		}
 		a.Severity, a.Status = twinv1.Severity(e.Alarm.Severity), twinv1.AlarmStatus(e.Alarm.To)
-		a.RaisedAt = tsOrNil(e.Alarm.RaisedAt, timestamppb.New(e.Alarm.RaisedAt))
-		a.UpdatedAt = tsOrNil(e.At, timestamppb.New(e.At))
+		a.RaisedAt = timestamp(e.Alarm.RaisedAt)
+		a.UpdatedAt = timestamp(e.At)
 		a.AcknowledgedBy, a.Note = e.Alarm.By, e.Alarm.Note
 		return a
 	}
@@ -334,7 +325,7 @@ func alarmProto(v devicetwin.SensorView, ref services.AlarmRef, evs []devicetwin
 		if oa.Type == typ {
 			raised := oa.RaisedTime()
 			a.Severity, a.Status = twinv1.Severity(oa.Severity), twinv1.AlarmStatus(oa.Status)
-			a.RaisedAt = tsOrNil(raised, timestamppb.New(raised))
+			a.RaisedAt = timestamp(raised)
 		}
 	}
 	return a
