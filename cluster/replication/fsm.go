@@ -36,6 +36,11 @@ type fsm struct {
 	pending     map[twinID]uint64
 	pendingOff  map[pebblestore.TopicPartition]int64
 	writes      []pebblestore.ReplicaWrite
+	// assign is the applied partition assignment; nextAssign the one an
+	// ApplyBatch in progress accepted. box publishes it.
+	assign     Assignment
+	nextAssign *Assignment
+	box        *assignBox
 
 	m fsmMetrics
 }
@@ -55,29 +60,45 @@ type applyResult struct {
 	err       error
 }
 
-// Meta stored with every replica write: the log position the store reflects.
+// Meta stored with every replica write: the log position the store reflects
+// and the partition assignment at that position.
 //
-//	fmt u8 (=1) | applied index u64 | applied term u64
-const metaVersion = 1
+//	fmt u8 (=2) | applied index u64 | applied term u64 | assignment
+//
+// Format 1 (no assignment) is still read.
+const (
+	metaV1      = 1
+	metaVersion = 2
+)
 
-func encodeMeta(index, term uint64) []byte {
-	b := make([]byte, 0, 17)
+func encodeMeta(index, term uint64, a Assignment) []byte {
+	b := make([]byte, 0, 32)
 	b = append(b, metaVersion)
 	b = binary.BigEndian.AppendUint64(b, index)
-	return binary.BigEndian.AppendUint64(b, term)
+	b = binary.BigEndian.AppendUint64(b, term)
+	return appendAssignment(b, a)
 }
 
-func decodeMeta(b []byte) (index, term uint64, err error) {
-	if len(b) != 17 || b[0] != metaVersion {
-		return 0, 0, fmt.Errorf("replica meta %x: %w", b, ErrUnsupported)
+func decodeMeta(b []byte) (index, term uint64, a Assignment, err error) {
+	if len(b) < 17 || (b[0] != metaVersion && b[0] != metaV1) || (b[0] == metaV1 && len(b) != 17) {
+		return 0, 0, a, fmt.Errorf("replica meta %x: %w", b, ErrUnsupported)
 	}
-	return binary.BigEndian.Uint64(b[1:9]), binary.BigEndian.Uint64(b[9:]), nil
+	index, term = binary.BigEndian.Uint64(b[1:9]), binary.BigEndian.Uint64(b[9:17])
+	if b[0] == metaVersion {
+		r := reader{b: b[17:]}
+		a = readAssignment(&r)
+		if r.err != nil || len(r.b) != 0 {
+			return 0, 0, Assignment{}, fmt.Errorf("replica meta assignment: %w", errCorrupt)
+		}
+	}
+	return index, term, a, nil
 }
 
 var errStop = errors.New("stop")
 
-func newFSM(ctx context.Context, store StateStore, log *slog.Logger, versionCap int, onFatal func(error)) (*fsm, error) {
+func newFSM(ctx context.Context, store StateStore, log *slog.Logger, versionCap int, onFatal func(error), box *assignBox) (*fsm, error) {
 	f := &fsm{
+		box:        box,
 		store:      store,
 		log:        log,
 		onFatal:    onFatal,
@@ -97,9 +118,10 @@ func newFSM(ctx context.Context, store StateStore, log *slog.Logger, versionCap 
 	case err != nil:
 		return nil, fmt.Errorf("open fsm: %w", err)
 	default:
-		if f.applied, f.appliedTerm, err = decodeMeta(meta); err != nil {
+		if f.applied, f.appliedTerm, f.assign, err = decodeMeta(meta); err != nil {
 			return nil, fmt.Errorf("open fsm: %w", err)
 		}
+		f.box.set(f.assign)
 	}
 	if f.offsets, err = store.Offsets(ctx); err != nil {
 		return nil, fmt.Errorf("open fsm: %w", err)
@@ -160,10 +182,18 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	if last == f.applied {
 		return out
 	}
-	if err := f.store.CommitReplica(ctx, encodeMeta(last, lastTerm), f.writes...); err != nil {
+	assign := f.assign
+	if f.nextAssign != nil {
+		assign = *f.nextAssign
+	}
+	if err := f.store.CommitReplica(ctx, encodeMeta(last, lastTerm, assign), f.writes...); err != nil {
 		return f.fail(out, err)
 	}
 	f.applied, f.appliedTerm = last, lastTerm
+	if f.nextAssign != nil {
+		f.assign, f.nextAssign = assign, nil
+		f.box.set(assign)
+	}
 	f.m.applied.Store(last)
 	f.m.twinWrites.Add(uint64(len(f.pending)))
 	f.publish()
@@ -172,6 +202,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 
 // decide computes the responses of one command log and queues its writes.
 func (f *fsm) decide(ctx context.Context, l *raft.Log) (*applyResult, error) {
+	if isAssignCommand(l.Data) {
+		return f.decideAssign(l), nil
+	}
 	batches, err := DecodeCommand(l.Data)
 	if err != nil {
 		f.m.commandsInvalid.Add(1)
@@ -228,6 +261,25 @@ func (f *fsm) decide(ctx context.Context, l *raft.Log) (*applyResult, error) {
 		r.Status = StatusApplied
 	}
 	return &applyResult{responses: rs}, nil
+}
+
+// decideAssign accepts an assignment change computed from the current
+// epoch (compare-and-set) and refuses a stale one.
+func (f *fsm) decideAssign(l *raft.Log) *applyResult {
+	expected, owners, err := decodeAssignCommand(l.Data)
+	if err != nil {
+		f.m.commandsInvalid.Add(1)
+		return &applyResult{err: err}
+	}
+	cur := f.assign
+	if f.nextAssign != nil {
+		cur = *f.nextAssign
+	}
+	if expected != cur.Epoch {
+		return &applyResult{responses: []Response{{Status: StatusStale, Index: l.Index}}}
+	}
+	f.nextAssign = &Assignment{Epoch: cur.Epoch + 1, Owners: owners}
+	return &applyResult{responses: []Response{{Status: StatusApplied, Index: l.Index}}}
 }
 
 // version returns the replicated version of a twin: this ApplyBatch's own
@@ -292,6 +344,7 @@ func (f *fsm) usable() error {
 // replays the log from the last applied index).
 func (f *fsm) fail(out []any, err error) []any {
 	f.broken = err
+	f.nextAssign = nil
 	clear(f.pending)
 	clear(f.pendingOff)
 	f.writes = f.writes[:0]
@@ -319,7 +372,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fsm snapshot: %w", err)
 	}
-	return &fsmSnapshot{view: v, applied: f.applied, term: f.appliedTerm}, nil
+	return &fsmSnapshot{view: v, applied: f.applied, term: f.appliedTerm, assign: f.assign.Clone()}, nil
 }
 
 // Restore implements raft.FSM: it replaces the replicated state with the
@@ -329,7 +382,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer func() { _ = rc.Close() }()
 	sr := newSnapshotReader(rc)
-	applied, term, err := sr.header()
+	applied, term, assign, err := sr.header()
 	if err != nil {
 		return fmt.Errorf("fsm restore: %w", err)
 	}
@@ -340,7 +393,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return nil
 	}
 	ctx := context.Background()
-	err = f.store.ResetReplica(ctx, encodeMeta(applied, term), func(put func(pebblestore.ReplicaWrite) error) error {
+	err = f.store.ResetReplica(ctx, encodeMeta(applied, term, assign), func(put func(pebblestore.ReplicaWrite) error) error {
 		return sr.records(put)
 	})
 	if err != nil {
@@ -356,6 +409,8 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	clear(f.versions)
 	f.needRestore = false
 	f.applied, f.appliedTerm = applied, term
+	f.assign = assign
+	f.box.set(assign)
 	f.m.applied.Store(applied)
 	f.m.restores.Add(1)
 	f.log.Info("raft snapshot restored", "index", applied, "twins", sr.twins, "offsets", sr.offs)
@@ -367,10 +422,11 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 type fsmSnapshot struct {
 	view          *pebblestore.View
 	applied, term uint64
+	assign        Assignment
 }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if err := writeSnapshot(context.Background(), sink, s.view, s.applied, s.term); err != nil {
+	if err := writeSnapshot(context.Background(), sink, s.view, s.applied, s.term, s.assign); err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("persist snapshot: %w", err)
 	}

@@ -14,7 +14,7 @@ import (
 
 func newTestFSM(t *testing.T, s StateStore) *fsm {
 	t.Helper()
-	f, err := newFSM(context.Background(), s, testLogger(), 1000, func(error) {})
+	f, err := newFSM(context.Background(), s, testLogger(), 1000, func(error) {}, newAssignBox())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +268,7 @@ func TestFSMRestoreCorrupt(t *testing.T) {
 	}{
 		{"empty", nil, ErrCorrupt, false},
 		{"bad magic", flip(0), ErrCorrupt, false},
-		{"future version", func() []byte { b := bytes.Clone(good); b[6] = 2; return b }(), ErrUnsupported, false},
+		{"future version", func() []byte { b := bytes.Clone(good); b[6] = 3; return b }(), ErrUnsupported, false},
 		{"truncated", good[:len(good)-3], ErrCorrupt, true},
 		{"flipped snapshot byte", flip(len(good) - 30), ErrCorrupt, true},
 		{"flipped checksum", flip(len(good) - 1), ErrCorrupt, true},
@@ -319,7 +319,7 @@ func (failingStore) CommitReplica(context.Context, []byte, ...pebblestore.Replic
 
 func TestFSMStoreFailureStops(t *testing.T) {
 	fatal := make(chan error, 1)
-	f, err := newFSM(context.Background(), failingStore{memStateStore(t)}, testLogger(), 10, func(err error) { fatal <- err })
+	f, err := newFSM(context.Background(), failingStore{memStateStore(t)}, testLogger(), 10, func(err error) { fatal <- err }, newAssignBox())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,7 +345,7 @@ func FuzzSnapshotStream(f *testing.F) {
 		f.Fatal(err)
 	}
 	defer s.Close()
-	fm, err := newFSM(context.Background(), s, testLogger(), 10, nil)
+	fm, err := newFSM(context.Background(), s, testLogger(), 10, nil, newAssignBox())
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -363,7 +363,7 @@ func FuzzSnapshotStream(f *testing.F) {
 	f.Add(sink.Bytes())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r := newSnapshotReader(bytes.NewReader(b))
-		if _, _, err := r.header(); err != nil {
+		if _, _, _, err := r.header(); err != nil {
 			return
 		}
 		// Records are validated by the store; here only the decoder runs.

@@ -51,6 +51,9 @@ type Group struct {
 	enqDone  chan struct{} // closed once no Propose can enqueue any more
 	wg       sync.WaitGroup
 
+	assign *assignBox
+	health peerHealth
+
 	leaderMu      sync.Mutex
 	leaderChanged chan struct{} // closed and replaced on every leader change
 
@@ -89,6 +92,8 @@ func NewGroup(cfg Config) (*Group, error) {
 		stop:          make(chan struct{}),
 		enqDone:       make(chan struct{}),
 		leaderChanged: make(chan struct{}),
+		assign:        newAssignBox(),
+		health:        peerHealth{failing: map[string]time.Time{}},
 	}, nil
 }
 
@@ -135,7 +140,7 @@ func (g *Group) Start(ctx context.Context) (err error) {
 	if g.snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, cfg.SnapshotRetain, hl); err != nil {
 		return fmt.Errorf("start: snapshot store: %w", err)
 	}
-	if g.fsm, err = newFSM(ctx, cfg.Store, g.log, cfg.VersionCacheSize, g.onFatal); err != nil {
+	if g.fsm, err = newFSM(ctx, cfg.Store, g.log, cfg.VersionCacheSize, g.onFatal, g.assign); err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
 	if err := g.checkStateMatchesLog(); err != nil {
@@ -166,6 +171,14 @@ func (g *Group) Start(ctx context.Context) (err error) {
 		return ok
 	})
 	g.raft.RegisterObserver(g.observer)
+	hb := make(chan raft.Observation, 64)
+	g.raft.RegisterObserver(raft.NewObserver(hb, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation:
+			return true
+		}
+		return false
+	}))
 	// Peers reach raft and the forward handler only from here on.
 	g.mux.start()
 	if cfg.Bootstrap {
@@ -184,8 +197,9 @@ func (g *Group) Start(ctx context.Context) (err error) {
 		}
 	}
 
-	g.wg.Add(2)
+	g.wg.Add(3)
 	go g.watchLeader(obs)
+	go g.watchHeartbeats(hb)
 	go g.batcher()
 	g.started = true
 	g.running.Store(true)
@@ -523,7 +537,7 @@ func (g *Group) handleForward(op byte, body []byte) (byte, []byte) {
 	}
 	switch op {
 	case opApply:
-		if _, err := DecodeCommand(body); err != nil {
+		if err := checkCommand(body); err != nil {
 			return codeInvalid, []byte(err.Error())
 		}
 		if g.raft.State() != raft.Leader {

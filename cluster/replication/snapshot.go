@@ -13,9 +13,11 @@ import (
 	"github.com/legionelladossier/legiond/storage/pebblestore"
 )
 
-// Snapshot stream format, version 1 (see doc.go):
+// Snapshot stream format, version 2 (see doc.go):
 //
-//	header  "LGSNAP" | version u8 (=1) | applied index u64 | applied term u64
+//	header  "LGSNAP" | version u8 (=2) | applied index u64 | applied term u64 |
+//	        assignment len uvarint | assignment (epoch uvarint | partitions
+//	        uvarint | owner… (len u8 | member id))
 //	record  tag u8 = 1 twin: kind u8 | tenant len u8 | tenant | eui [8] |
 //	                 version uvarint | epoch uvarint | applied seq uvarint |
 //	                 snapshot len uvarint | snapshot
@@ -28,7 +30,8 @@ import (
 // trailing bytes make Restore fail before the store's meta is written.
 const (
 	snapMagic   = "LGSNAP"
-	snapVersion = 1
+	snapVersion = 2
+	snapV1      = 1 // no assignment; still read
 	tagEnd      = 0
 	tagTwin     = 1
 	tagOffset   = 2
@@ -36,7 +39,7 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-func writeSnapshot(ctx context.Context, w io.Writer, v *pebblestore.View, applied, term uint64) error {
+func writeSnapshot(ctx context.Context, w io.Writer, v *pebblestore.View, applied, term uint64, assign Assignment) error {
 	h := crc32.New(castagnoli)
 	bw := bufio.NewWriterSize(io.MultiWriter(w, h), 256<<10)
 	var buf []byte
@@ -44,6 +47,9 @@ func writeSnapshot(ctx context.Context, w io.Writer, v *pebblestore.View, applie
 	buf = append(buf, snapVersion)
 	buf = binary.BigEndian.AppendUint64(buf, applied)
 	buf = binary.BigEndian.AppendUint64(buf, term)
+	enc := appendAssignment(nil, assign)
+	buf = binary.AppendUvarint(buf, uint64(len(enc)))
+	buf = append(buf, enc...)
 	if _, err := bw.Write(buf); err != nil {
 		return err
 	}
@@ -151,19 +157,37 @@ func (s *snapshotReader) uvarint() (uint64, error) {
 	return 0, ErrCorrupt
 }
 
-func (s *snapshotReader) header() (applied, term uint64, err error) {
+func (s *snapshotReader) header() (applied, term uint64, assign Assignment, err error) {
 	b, err := s.full(len(snapMagic) + 1 + 16)
 	if err != nil {
-		return 0, 0, corrupt("header", err)
+		return 0, 0, assign, corrupt("header", err)
 	}
 	if string(b[:len(snapMagic)]) != snapMagic {
-		return 0, 0, corrupt("magic", nil)
+		return 0, 0, assign, corrupt("magic", nil)
 	}
-	if b[len(snapMagic)] != snapVersion {
-		return 0, 0, fmt.Errorf("snapshot version %d: %w", b[len(snapMagic)], ErrUnsupported)
+	version := b[len(snapMagic)]
+	if version != snapVersion && version != snapV1 {
+		return 0, 0, assign, fmt.Errorf("snapshot version %d: %w", version, ErrUnsupported)
 	}
 	b = b[len(snapMagic)+1:]
-	return binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:]), nil
+	applied, term = binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
+	if version == snapV1 {
+		return applied, term, assign, nil
+	}
+	n, err := s.uvarint()
+	if err != nil || n > 16*MaxPartitions {
+		return 0, 0, assign, corrupt("assignment length", err)
+	}
+	enc, err := s.full(int(n))
+	if err != nil {
+		return 0, 0, assign, corrupt("assignment", err)
+	}
+	r := reader{b: enc}
+	assign = readAssignment(&r)
+	if r.err != nil || len(r.b) != 0 {
+		return 0, 0, Assignment{}, corrupt("assignment", r.err)
+	}
+	return applied, term, assign, nil
 }
 
 // records decodes every record, calling put for each, and verifies the
