@@ -100,6 +100,15 @@ type Config struct {
 	// failed publish or persist (reloading its state in between) before it
 	// gives up with ErrRetry. Default: DefaultMaxApplyAttempts (3).
 	MaxApplyAttempts int
+	// Owns reports whether this node serves a twin: in a cluster, whether
+	// the twin's input partition is assigned to this member. Deadlines of
+	// twins it does not own are neither scanned nor fired here (their owner
+	// fires them). Nil: every twin (one node).
+	Owns func(kind pebblestore.Kind, eui pebblestore.EUI) bool
+	// GatewaySeen, when set, carries "this gateway heard that uplink" to
+	// gateway twins this node does not serve (cluster mode). Nil: every
+	// gateway twin is local.
+	GatewaySeen GatewaySeenSink
 	// SkipDeadlineScan skips reading every stored twin at start to learn
 	// the deadlines of inactive twins. Default false.
 	SkipDeadlineScan bool

@@ -148,6 +148,9 @@ func (d *deadlines) fireAt(at, now time.Time) time.Time {
 // wake activates a twin through its shard. A sensor no longer in the
 // registry is not woken.
 func (d *deadlines) wake(k key) {
+	if !d.s.owns(k) {
+		return
+	}
 	if k.kind == pebblestore.KindSensor {
 		if _, ok := d.s.cfg.Directory.Device(postgresEUI(k.eui)); !ok {
 			return

@@ -151,6 +151,11 @@ type tickIn struct {
 	attempts int
 }
 
+// releaseMsg asks a shard to passivate the twins that match.
+type releaseMsg struct {
+	match func(kind pebblestore.Kind, eui pebblestore.EUI) bool
+}
+
 // wakeMsg activates a twin whose deadline came while it was passivated.
 type wakeMsg struct{ key key }
 

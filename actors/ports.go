@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/legionelladossier/legiond/devicetwin"
 	twinv1 "github.com/legionelladossier/legiond/proto/legiond/twin/v1"
 	"github.com/legionelladossier/legiond/storage/pebblestore"
 	"github.com/legionelladossier/legiond/storage/postgres"
@@ -59,3 +60,15 @@ func (RealClock) Now() time.Time { return time.Now() }
 
 // AfterFunc is time.AfterFunc.
 func (RealClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
+
+// GatewaySeenSink hands a gateway twin's "uplink heard" input to the member
+// that serves the gateway (cmd wires it to the lorawan.gateway.seen
+// repartition topic).
+type GatewaySeenSink interface {
+	// Local reports whether the gateway's twin is served on this node.
+	Local(gateway devicetwin.EUI64) bool
+	// PublishSeen makes the input durable on its way to the gateway's
+	// owner and then calls done (nil, or the failure: the frame is then
+	// retried). It must not block beyond handing the input over.
+	PublishSeen(ctx context.Context, gateway devicetwin.EUI64, seen devicetwin.GatewayUplinkSeen, done func(error))
+}

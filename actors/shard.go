@@ -39,6 +39,13 @@ func (s *shard) Receive(ctx actor.Context) {
 		s.deliver(ctx, key{pebblestore.KindSensor, m.eui}, m)
 	case *wakeMsg:
 		s.deliver(ctx, m.key, m)
+	case *releaseMsg:
+		for k, e := range s.twins {
+			if !e.stopping && m.match(k.kind, pebblestore.EUI(k.eui)) {
+				e.stopping = true
+				ctx.Send(e.pid, passivate)
+			}
+		}
 	case *idleMsg:
 		if e := s.twins[m.key]; e != nil && !e.stopping && e.pid.Equal(m.pid) {
 			e.stopping = true

@@ -177,6 +177,44 @@ func (s *System) HandleGatewayStats(ctx context.Context, st *lorawanv1.GatewaySt
 	s.route(key{pebblestore.KindGateway, m.eui}, m)
 }
 
+// HandleGatewaySeen applies a gateway's "uplink heard" input that another
+// member's sensor twin sent through the repartition topic (cluster mode);
+// done is called as for HandleGatewayStats.
+func (s *System) HandleGatewaySeen(ctx context.Context, gateway devicetwin.EUI64, seen devicetwin.GatewayUplinkSeen, done func(error)) {
+	start := time.Now()
+	s.inflight.Add(1)
+	if s.closing.Load() {
+		s.finish(start, done, fmt.Errorf("%w: %w", ErrRetry, ErrClosed), false)
+		return
+	}
+	if seen.Rx.ReceivedAt.IsZero() {
+		s.finish(start, done, &RejectError{Reason: ReasonMalformed, Detail: "gateway uplink-seen record without a receive time"}, false)
+		return
+	}
+	s.route(key{pebblestore.KindGateway, gateway}, &gwMsg{eui: gateway, seen: seen, done: done, start: start})
+}
+
+// Release passivates the active twins that match (cluster mode: the twins
+// of partitions this member no longer owns), so that their timers stop
+// and their next activation, wherever it happens, loads the replicated
+// state. Inputs already delivered to them finish first.
+func (s *System) Release(match func(kind pebblestore.Kind, eui pebblestore.EUI) bool) {
+	for _, sh := range s.shards {
+		s.root.Send(sh, &releaseMsg{match: match})
+	}
+}
+
+// RescanDeadlines registers the deadlines of the stored twins this node
+// owns and that are not active (cluster mode: after partitions were
+// assigned to this member), so their time rules fire here.
+func (s *System) RescanDeadlines(ctx context.Context) {
+	s.scanDeadlines(ctx)
+}
+
+func (s *System) owns(k key) bool {
+	return s.cfg.Owns == nil || s.cfg.Owns(k.kind, pebblestore.EUI(k.eui))
+}
+
 // Operate applies an operator input (devicetwin.AlarmAck or AlarmClear)
 // to the sensor twin of dev owned by tenant, in order with the twin's
 // other inputs, and returns once its effects are durable (events
@@ -349,6 +387,9 @@ func (s *System) Close(ctx context.Context) error {
 func (s *System) scanDeadlines(ctx context.Context) {
 	n := 0
 	err := s.cfg.Store.ForEachTwin(ctx, func(e pebblestore.TwinEntry) error {
+		if !s.owns(key{e.Kind, devicetwin.EUI64(e.EUI)}) {
+			return nil
+		}
 		if at, ok := storedDeadline(e); ok {
 			n++
 			return s.dl.set(ctx, key{e.Kind, devicetwin.EUI64(e.EUI)}, at)

@@ -396,8 +396,18 @@ func (t *twin) forward(m *frameMsg, keys *lorawan.SessionKeys, last uint32, has,
 	m.forwarded = true
 	m.parts.Add(1)
 	gw := m.frame.Rx.GatewayEUI
-	t.sys.route(key{pebblestore.KindGateway, gw}, &gwMsg{eui: gw, frame: m,
-		seen: devicetwin.GatewayUplinkSeen{DevEUI: t.key.eui, FCnt: fcnt, Rx: m.frame.Rx}})
+	seen := devicetwin.GatewayUplinkSeen{DevEUI: t.key.eui, FCnt: fcnt, Rx: m.frame.Rx}
+	if sink := t.sys.cfg.GatewaySeen; sink != nil && !sink.Local(gw) {
+		sys := t.sys
+		sink.PublishSeen(sys.ctx, gw, seen, func(err error) {
+			if err != nil {
+				err = fmt.Errorf("%w: gateway %s: %w", ErrRetry, gw, err)
+			}
+			m.complete(sys, err)
+		})
+		return
+	}
+	t.sys.route(key{pebblestore.KindGateway, gw}, &gwMsg{eui: gw, frame: m, seen: seen})
 }
 
 func rejection(evs []devicetwin.Event) (devicetwin.Rejection, bool) {

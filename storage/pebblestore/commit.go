@@ -450,3 +450,13 @@ func (c *committer) publishVersions() {
 	}
 	clear(c.pending)
 }
+
+// TwinWrite returns the fields of a PutTwin write; ok is false for other
+// kinds. It lets a replicated store (cluster/replication) route a unit's
+// twin writes through consensus and keep the rest local.
+func (w Write) TwinWrite() (tenant string, kind Kind, eui EUI, u TwinUpdate, ok bool) {
+	if w.op != opTwin {
+		return "", 0, EUI{}, TwinUpdate{}, false
+	}
+	return w.tenant, w.kind, w.eui, w.twin, true
+}
