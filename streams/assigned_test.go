@@ -470,9 +470,9 @@ func (h *seenHandler) HandleGatewaySeen(_ context.Context, rec Record, s *lorawa
 	h.byGateway[string(rec.Key)] = append(h.byGateway[string(rec.Key)], rec)
 	h.msgs = append(h.msgs, s)
 	h.smu.Unlock()
-	h.fakeHandler.mu.Lock()
-	h.fakeHandler.seen[recKey(rec)]++
-	h.fakeHandler.mu.Unlock()
+	h.mu.Lock()
+	h.seen[recKey(rec)]++
+	h.mu.Unlock()
 	h.queue <- delivery{rec: rec, done: done}
 }
 
@@ -551,8 +551,8 @@ func TestAssignedRetryAndDeadLetters(t *testing.T) {
 	})
 	dlq.mu.Lock()
 	defer dlq.mu.Unlock()
-	h.fakeHandler.mu.Lock()
-	defer h.fakeHandler.mu.Unlock()
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	for _, tt := range tests {
 		k := tt.topic + "|" + tt.key
 		if tt.want == 0 {

@@ -32,7 +32,7 @@ import (
 //     with reason "handler" and the error text, and then counts as
 //     complete.
 //
-// ctx is cancelled once the partition is revoked (rebalance or shutdown)
+// ctx is cancelled once the partition is revoked (rebalance, Revoke or shutdown)
 // and its drain time is over; a done call after that is ignored and the
 // record is redelivered to the partition's next owner. Records are
 // delivered at least once: after a rebalance or crash the same record may
