@@ -63,7 +63,7 @@ func decodeGatewaySeen(rec *Record, maxValue int) (*lorawanv1.GatewayUplinkSeen,
 // only once every record is durably written (acks=all), so the device's
 // twin can report its uplink done after it. Concurrent calls share
 // batches (BatchTimeout). A failed call may have written some records;
-// the gateway twin de-duplicates by (dev_eui, fcnt).
+// the gateway twin must recognise a repeat by (dev_eui, fcnt).
 type SeenProducer struct {
 	w       *writer
 	metrics *Metrics
