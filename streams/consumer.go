@@ -231,8 +231,6 @@ func (c *ConsumerConfig) Validate() error {
 // commit over its new owner.
 type Consumer struct {
 	cfg     ConsumerConfig
-	handler Handler
-	dlq     DeadLetterer
 	metrics *Metrics
 	logger  *slog.Logger
 	dialer  *kafka.Dialer
@@ -261,7 +259,7 @@ func NewConsumer(cfg ConsumerConfig, h Handler, dlq DeadLetterer, metrics *Metri
 		metrics = &Metrics{}
 	}
 	c := &Consumer{
-		cfg: cfg, handler: h, dlq: dlq, metrics: metrics, logger: orDiscard(logger), dialer: dialer,
+		cfg: cfg, metrics: metrics, logger: orDiscard(logger), dialer: dialer,
 		stopped: make(chan struct{}),
 	}
 	c.env = &sessionEnv{
