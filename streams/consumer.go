@@ -32,7 +32,7 @@ import (
 //     with reason "handler" and the error text, and then counts as
 //     complete.
 //
-// ctx is cancelled once the partition is revoked (rebalance or shutdown)
+// ctx is cancelled once the partition is revoked (rebalance, Revoke or shutdown)
 // and its drain time is over; a done call after that is ignored and the
 // record is redelivered to the partition's next owner. Records are
 // delivered at least once: after a rebalance or crash the same record may
@@ -231,11 +231,10 @@ func (c *ConsumerConfig) Validate() error {
 // commit over its new owner.
 type Consumer struct {
 	cfg     ConsumerConfig
-	handler Handler
-	dlq     DeadLetterer
 	metrics *Metrics
 	logger  *slog.Logger
 	dialer  *kafka.Dialer
+	env     *sessionEnv
 
 	started atomic.Bool
 	mu      sync.Mutex
@@ -259,10 +258,17 @@ func NewConsumer(cfg ConsumerConfig, h Handler, dlq DeadLetterer, metrics *Metri
 	if metrics == nil {
 		metrics = &Metrics{}
 	}
-	return &Consumer{
-		cfg: cfg, handler: h, dlq: dlq, metrics: metrics, logger: orDiscard(logger), dialer: dialer,
+	c := &Consumer{
+		cfg: cfg, metrics: metrics, logger: orDiscard(logger), dialer: dialer,
 		stopped: make(chan struct{}),
-	}, nil
+	}
+	c.env = &sessionEnv{
+		brokers: cfg.Client.Brokers, dialer: dialer, handler: h, dlq: dlq, metrics: metrics, logger: c.logger,
+		window: cfg.MaxInFlightPerPartition, maxValueBytes: cfg.MaxValueBytes,
+		fetchMaxBytes: cfg.FetchMaxBytes, queueCapacity: cfg.QueueCapacity,
+		drainTimeout: cfg.DrainTimeout, retryBackoff: cfg.RetryBackoff, fetchMaxWait: cfg.FetchMaxWait,
+	}
+	return c, nil
 }
 
 // Metrics returns the consumer's counters.
@@ -381,7 +387,11 @@ func (c *Consumer) runGeneration(runCtx, gctx context.Context, gen *kafka.Genera
 	committed := map[topicPartition]int64{}
 	for topic, parts := range gen.Assignments {
 		for _, pa := range parts {
-			s := newSession(c, runCtx, topic, pa.ID, pa.Offset)
+			kind := kindGatewayStats
+			if topic == c.cfg.UplinkTopic {
+				kind = kindUplink
+			}
+			s := newSession(c.env, runCtx, topic, kind, pa.ID, pa.Offset)
 			sessions = append(sessions, s)
 			committed[topicPartition{topic, pa.ID}] = max(pa.Offset, -1)
 			wg.Go(func() { s.run(gctx) })

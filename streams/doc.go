@@ -1,12 +1,31 @@
-// Package streams moves records in and out of Kafka: the consumer group on
-// lorawan.uplink and lorawan.gateway.stats with per-partition offset
-// watermarks, bounded in-flight work, the twin.events and dead-letter
-// producers, and the embedded development broker.
+// Package streams moves records in and out of Kafka: the consumers of
+// lorawan.uplink, lorawan.gateway.stats and lorawan.gateway.seen with
+// per-partition offset watermarks and bounded in-flight work, the
+// twin.events, gateway-seen and dead-letter producers, and the embedded
+// development broker.
 //
 // It must not apply domain rules or keep twin state; it only routes frames to
 // twins through a port and commits offsets once they are durable.
 //
-// # Input: Consumer
+// # Input: which consumer
+//
+// Two consumers share one per-partition machinery (a session: reader,
+// tracker, window, retries, dead letters, the Handler contract) and differ
+// in who decides which partitions a node reads and where offsets live:
+//
+//   - Consumer, single-node mode: Kafka's group protocol assigns
+//     partitions and offsets are committed to the group. A dead member is
+//     noticed only after its session timeout (6 s at least), too slow for
+//     cluster failover.
+//   - AssignedConsumer, cluster mode: the caller (the Raft leader's
+//     decision, replicated) assigns and revokes partition index p of every
+//     input topic with start offsets, and offsets go to the caller's
+//     Commit port, stored in the Raft state beside the twin snapshots they
+//     cover, as Flink keeps Kafka offsets in its checkpoints. No Kafka
+//     group is involved (AssignedConfig.GroupID only copies the offsets
+//     there for lag monitoring).
+//
+// # Consumer
 //
 // A Consumer is one member of a consumer group (kafka-go). For every
 // partition the group assigns it, a session runs with its own kafka-go
@@ -45,13 +64,40 @@
 // backpressure), and commits through whichever generation is current,
 // which lets a stale commit land on a partition that moved.
 //
+// # AssignedConsumer
+//
+// Assign(p, starts) starts one session per input topic for partition
+// index p and returns at once; the first record reaches the Handler within
+// a fetch round-trip. Revoke(p) stops fetching, drains (DrainTimeout at
+// most; later done calls are ignored), passes the final offsets to Commit
+// and returns; after that neither the Handler nor Commit hears of p from
+// this consumer, so the new owner may start from the stored offsets.
+// Commit receives only offsets whose records are all complete, every
+// CommitInterval for the partitions that moved, never concurrently; a
+// failed Commit is offered again. Delivery stays at least once: a member
+// that dies without Revoke leaves its last stored offsets, and the new
+// owner redelivers what came after.
+//
+// lorawan.gateway.seen is the repartition topic from device twins to
+// gateway twins (Kafka Streams style): a device's twin, on the member that
+// owns the uplink's partition, publishes GatewayUplinkSeen with
+// SeenProducer.PublishSeen (durable on return), keyed by the gateway EUI
+// in lowercase hex like lorawan.gateway.stats. With the same partition
+// count and murmur2 partitioning, partition p of both topics holds the
+// same gateways, so the member owning p gets the gateway's stats and its
+// seen records. AssignedConsumer reads the seen topic only when its
+// Handler implements SeenHandler; the group Consumer never reads it (a
+// single node routes these locally).
+//
 // # Output: producers
 //
 // EventProducer.Publish writes TwinEvents to twin.events synchronously with
 // acks=all: the twin calls done(nil) for an uplink only after Publish
 // returned nil for its events, which orders "events durable" before
 // "offset committed". DLQProducer writes dead letters with the original
-// key, value and headers plus reason and source headers. UplinkProducer is
+// key, value and headers plus reason and source headers. SeenProducer
+// writes lorawan.gateway.seen like EventProducer (acks=all, synchronous,
+// concurrent callers share batches). UplinkProducer is
 // the gateway-bridge side for simulators and load tests. All producers
 // partition by key with murmur2 (Java-client compatible).
 //

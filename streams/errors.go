@@ -19,6 +19,14 @@ var (
 	ErrInvalidRecord = errors.New("streams: invalid record")
 	// ErrClosed reports use of a closed producer or consumer.
 	ErrClosed = errors.New("streams: closed")
+	// ErrAlreadyOwned reports AssignedConsumer.Assign of a partition the
+	// consumer already owns (or is still revoking).
+	ErrAlreadyOwned = errors.New("streams: partition already owned")
+	// ErrNotOwned reports AssignedConsumer.Revoke of a partition the
+	// consumer does not own.
+	ErrNotOwned = errors.New("streams: partition not owned")
+	// ErrCommit reports offsets that AssignedConfig.Commit did not store.
+	ErrCommit = errors.New("streams: commit")
 	// ErrRetry, returned (wrapped) through a Handler's done callback,
 	// means the record was not applied but may succeed later: the
 	// consumer hands it to the Handler again after ConsumerConfig.RetryBackoff

@@ -7,10 +7,11 @@ import "sync/atomic"
 // both ways. One Metrics may be shared by a consumer and producers.
 // Exporting them (Prometheus) is the wiring's job.
 type Metrics struct {
-	// UplinksIn and GatewayStatsIn count records fetched per input
-	// topic, duplicates after a rebalance included.
+	// UplinksIn, GatewayStatsIn and GatewaySeenIn count records fetched
+	// per input topic, duplicates after a rebalance included.
 	UplinksIn      atomic.Uint64
 	GatewayStatsIn atomic.Uint64
+	GatewaySeenIn  atomic.Uint64
 	// Handled counts records whose Handler reported success.
 	Handled atomic.Uint64
 	// Retried counts records handed to the Handler again after ErrRetry.
@@ -47,6 +48,9 @@ type Metrics struct {
 	// written and failed Publish calls.
 	EventsPublished atomic.Uint64
 	PublishErrors   atomic.Uint64
+	// SeenPublished counts lorawan.gateway.seen records durably written
+	// by SeenProducer (its failed calls count in PublishErrors).
+	SeenPublished atomic.Uint64
 
 	deadLettered [numReasons]atomic.Uint64
 }

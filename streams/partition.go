@@ -33,7 +33,7 @@ type completion struct {
 // pending is a record in the window that is not complete.
 type pending struct {
 	rec    Record
-	msg    any // *lorawanv1.UplinkFrame or *lorawanv1.GatewayStats; nil when dead-lettered at decode
+	msg    any // *lorawanv1.UplinkFrame, GatewayStats or GatewayUplinkSeen; nil when dead-lettered at decode
 	reason Reason
 	detail string
 	// busy is true while a handler call, dead-letter write or retry timer
@@ -41,16 +41,42 @@ type pending struct {
 	busy bool
 }
 
-// session owns one assigned partition for one generation: its reader, its
+// topicKind says which decoder and Handler method a partition's records
+// go through.
+type topicKind uint8
+
+const (
+	kindUplink       topicKind = iota + 1 // lorawan.uplink → HandleUplink
+	kindGatewayStats                      // lorawan.gateway.stats → HandleGatewayStats
+	kindGatewaySeen                       // lorawan.gateway.seen → SeenHandler.HandleGatewaySeen
+)
+
+// sessionEnv is what a session needs from the consumer that owns it: the
+// group Consumer and the AssignedConsumer each build one.
+type sessionEnv struct {
+	brokers []string
+	dialer  *kafka.Dialer
+	handler Handler
+	seen    SeenHandler // nil unless the Handler implements it
+	dlq     DeadLetterer
+	metrics *Metrics
+	logger  *slog.Logger
+
+	window, maxValueBytes, fetchMaxBytes, queueCapacity int
+	drainTimeout, retryBackoff, fetchMaxWait            time.Duration
+}
+
+// session owns one assigned partition for one generation (group Consumer)
+// or one assignment (AssignedConsumer): its reader, its
 // watermark tracker and its window. Only run's goroutine touches tracker,
 // inflight and the counters below; other goroutines talk to it through
 // completions.
 type session struct {
-	c         *Consumer
+	env       *sessionEnv
 	topic     string
 	partition int
 	start     int64
-	uplinks   bool // topic is the uplink topic (else gateway stats)
+	kind      topicKind
 
 	tracker  *watermark.Tracker
 	inflight map[int64]*pending
@@ -73,16 +99,16 @@ type session struct {
 	hwm          int64
 }
 
-func newSession(c *Consumer, runCtx context.Context, topic string, partition int, start int64) *session {
+func newSession(env *sessionEnv, runCtx context.Context, topic string, kind topicKind, partition int, start int64) *session {
 	hctx, hcancel := context.WithCancel(context.WithoutCancel(runCtx))
 	s := &session{
-		c: c, topic: topic, partition: partition, start: start,
-		uplinks:     topic == c.cfg.UplinkTopic,
-		tracker:     watermark.New(c.cfg.MaxInFlightPerPartition, start),
+		env: env, topic: topic, partition: partition, start: start,
+		kind:        kind,
+		tracker:     watermark.New(env.window, start),
 		inflight:    make(map[int64]*pending),
 		hctx:        hctx,
 		hcancel:     hcancel,
-		completions: make(chan completion, c.cfg.MaxInFlightPerPartition),
+		completions: make(chan completion, env.window),
 		closed:      make(chan struct{}),
 		hwm:         -1,
 	}
@@ -110,21 +136,21 @@ func (s *session) deliver(cm completion) bool {
 
 // run consumes the partition until gctx ends, then drains and returns.
 func (s *session) run(gctx context.Context) {
-	cfg := &s.c.cfg
+	env := s.env
 	defer s.hcancel()
 	reader := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:        cfg.Client.Brokers,
-		Dialer:         s.c.dialer,
+		Brokers:        env.brokers,
+		Dialer:         env.dialer,
 		Topic:          s.topic,
 		Partition:      s.partition,
-		QueueCapacity:  cfg.QueueCapacity,
+		QueueCapacity:  env.queueCapacity,
 		MinBytes:       1,
-		MaxBytes:       cfg.FetchMaxBytes,
-		MaxWait:        cfg.FetchMaxWait,
-		ReadBackoffMin: min(50*time.Millisecond, cfg.RetryBackoff),
-		ReadBackoffMax: max(time.Second, cfg.RetryBackoff),
+		MaxBytes:       env.fetchMaxBytes,
+		MaxWait:        env.fetchMaxWait,
+		ReadBackoffMin: min(50*time.Millisecond, env.retryBackoff),
+		ReadBackoffMax: max(time.Second, env.retryBackoff),
 		IsolationLevel: kafka.ReadCommitted,
-		ErrorLogger:    kafkaLogger(s.c.logger, slog.LevelDebug),
+		ErrorLogger:    kafkaLogger(env.logger, slog.LevelDebug),
 	})
 	// The assignment is a committed offset or the group's FirstOffset /
 	// LastOffset marker; SetOffset fails only on a closed reader.
@@ -156,7 +182,7 @@ loop:
 	_ = reader.Close()
 	<-fetchStopped
 	if s.busy > 0 {
-		deadline := time.NewTimer(cfg.DrainTimeout)
+		deadline := time.NewTimer(env.drainTimeout)
 	drain:
 		for s.busy > 0 {
 			select {
@@ -170,9 +196,9 @@ loop:
 	}
 	close(s.closed)
 	s.publish()
-	s.c.metrics.Lag.Add(-s.lag)
-	s.c.metrics.InFlight.Add(-s.window)
-	s.c.logger.Debug("kafka partition revoked", "topic", s.topic, "partition", s.partition,
+	s.env.metrics.Lag.Add(-s.lag)
+	s.env.metrics.InFlight.Add(-s.window)
+	s.env.logger.Debug("kafka partition revoked", "topic", s.topic, "partition", s.partition,
 		"committable", s.committable.Load(), "abandoned", s.tracker.Pending())
 }
 
@@ -187,8 +213,8 @@ func (s *session) fetch(ctx context.Context, r *kafka.Reader, out chan<- kafka.M
 			if ctx.Err() != nil {
 				return
 			}
-			s.c.metrics.FetchErrors.Add(1)
-			t := time.NewTimer(s.c.cfg.RetryBackoff)
+			s.env.metrics.FetchErrors.Add(1)
+			t := time.NewTimer(s.env.retryBackoff)
 			select {
 			case <-ctx.Done():
 				t.Stop()
@@ -216,18 +242,18 @@ func (s *session) publish() {
 		lag = s.hwm - off
 	}
 	if lag != s.lag {
-		s.c.metrics.Lag.Add(lag - s.lag)
+		s.env.metrics.Lag.Add(lag - s.lag)
 		s.lag = lag
 	}
 	if w := int64(s.tracker.Len()); w != s.window {
-		s.c.metrics.InFlight.Add(w - s.window)
+		s.env.metrics.InFlight.Add(w - s.window)
 		s.window = w
 	}
 }
 
 func (s *session) onFetch(m kafka.Message) {
 	if err := s.tracker.Fetch(m.Offset); err != nil {
-		s.c.metrics.Skipped.Add(1)
+		s.env.metrics.Skipped.Add(1)
 		return
 	}
 	if s.firstFetched.Load() < 0 {
@@ -252,12 +278,16 @@ func (s *session) onFetch(m kafka.Message) {
 	s.inflight[m.Offset] = p
 
 	var rej *rejection
-	if s.uplinks {
-		s.c.metrics.UplinksIn.Add(1)
-		p.msg, rej = decodeUplink(&p.rec, s.c.cfg.MaxValueBytes)
-	} else {
-		s.c.metrics.GatewayStatsIn.Add(1)
-		p.msg, rej = decodeGatewayStats(&p.rec, s.c.cfg.MaxValueBytes)
+	switch s.kind {
+	case kindUplink:
+		s.env.metrics.UplinksIn.Add(1)
+		p.msg, rej = decodeUplink(&p.rec, s.env.maxValueBytes)
+	case kindGatewayStats:
+		s.env.metrics.GatewayStatsIn.Add(1)
+		p.msg, rej = decodeGatewayStats(&p.rec, s.env.maxValueBytes)
+	case kindGatewaySeen:
+		s.env.metrics.GatewaySeenIn.Add(1)
+		p.msg, rej = decodeGatewaySeen(&p.rec, s.env.maxValueBytes)
 	}
 	if rej != nil {
 		p.reason, p.detail = rej.reason, rej.detail
@@ -275,11 +305,11 @@ func (s *session) dispatch(p *pending) {
 	off := p.rec.Offset
 	done := func(err error) {
 		if called.Swap(true) {
-			s.c.metrics.DuplicateDone.Add(1)
+			s.env.metrics.DuplicateDone.Add(1)
 			return
 		}
 		if !s.deliver(completion{kind: handlerDone, offset: off, err: err}) {
-			s.c.metrics.StaleDone.Add(1)
+			s.env.metrics.StaleDone.Add(1)
 		}
 	}
 	defer func() {
@@ -289,9 +319,11 @@ func (s *session) dispatch(p *pending) {
 	}()
 	switch msg := p.msg.(type) {
 	case *lorawanv1.UplinkFrame:
-		s.c.handler.HandleUplink(s.hctx, p.rec, msg, done)
+		s.env.handler.HandleUplink(s.hctx, p.rec, msg, done)
 	case *lorawanv1.GatewayStats:
-		s.c.handler.HandleGatewayStats(s.hctx, p.rec, msg, done)
+		s.env.handler.HandleGatewayStats(s.hctx, p.rec, msg, done)
+	case *lorawanv1.GatewayUplinkSeen:
+		s.env.seen.HandleGatewaySeen(s.hctx, p.rec, msg, done)
 	}
 }
 
@@ -300,7 +332,7 @@ func (s *session) deadLetter(p *pending) {
 	s.setBusy(p, true)
 	rec, reason, detail := p.rec, p.reason, p.detail
 	go func() {
-		err := s.c.dlq.DeadLetter(s.hctx, rec, reason, detail)
+		err := s.env.dlq.DeadLetter(s.hctx, rec, reason, detail)
 		s.deliver(completion{kind: dlqDone, offset: rec.Offset, err: err})
 	}()
 }
@@ -309,7 +341,7 @@ func (s *session) deadLetter(p *pending) {
 func (s *session) later(p *pending, kind completionKind) {
 	s.setBusy(p, true)
 	off := p.rec.Offset
-	time.AfterFunc(s.c.cfg.RetryBackoff, func() { s.deliver(completion{kind: kind, offset: off}) })
+	time.AfterFunc(s.env.retryBackoff, func() { s.deliver(completion{kind: kind, offset: off}) })
 }
 
 func (s *session) setBusy(p *pending, busy bool) {
@@ -334,12 +366,12 @@ func (s *session) onCompletion(cm completion) {
 	case handlerDone:
 		switch {
 		case cm.err == nil:
-			s.c.metrics.Handled.Add(1)
+			s.env.metrics.Handled.Add(1)
 			s.complete(p)
 		case errors.Is(cm.err, ErrRetry) || errors.Is(cm.err, context.Canceled) ||
 			errors.Is(cm.err, context.DeadlineExceeded):
 			if !s.draining {
-				s.c.metrics.Retried.Add(1)
+				s.env.metrics.Retried.Add(1)
 				s.later(p, retryDue)
 			}
 		default:
@@ -350,14 +382,14 @@ func (s *session) onCompletion(cm completion) {
 		}
 	case dlqDone:
 		if cm.err == nil {
-			s.c.metrics.addDeadLettered(p.reason)
+			s.env.metrics.addDeadLettered(p.reason)
 			s.complete(p)
 			return
 		}
-		s.c.metrics.DLQErrors.Add(1)
+		s.env.metrics.DLQErrors.Add(1)
 		if !s.dlqWarn {
 			s.dlqWarn = true
-			s.c.logger.Warn("kafka dead-letter write failed; retrying", "topic", s.topic,
+			s.env.logger.Warn("kafka dead-letter write failed; retrying", "topic", s.topic,
 				"partition", s.partition, "offset", p.rec.Offset, "err", cm.err)
 		}
 		if !s.draining {
@@ -378,6 +410,6 @@ func (s *session) complete(p *pending) {
 	delete(s.inflight, p.rec.Offset)
 	if _, err := s.tracker.Complete(p.rec.Offset); err != nil {
 		// Cannot happen: inflight and tracker hold the same offsets.
-		s.c.logger.Error("kafka watermark out of step", "topic", s.topic, "partition", s.partition, "err", err)
+		s.env.logger.Error("kafka watermark out of step", "topic", s.topic, "partition", s.partition, "err", err)
 	}
 }

@@ -225,7 +225,7 @@ func TestEnsureTopicsIdempotent(t *testing.T) {
 
 func TestDefaultTopics(t *testing.T) {
 	specs := DefaultTopics(12, 3)
-	if len(specs) != 5 {
+	if len(specs) != 6 {
 		t.Fatalf("%d topics", len(specs))
 	}
 	for _, s := range specs {

@@ -20,6 +20,10 @@ const (
 	TopicDownlink     = "lorawan.downlink"
 	TopicUplinkDLQ    = "lorawan.uplink.dlq"
 	TopicTwinEvents   = "twin.events"
+	// TopicGatewaySeen is the repartition topic from device twins to
+	// gateway twins (GatewayUplinkSeen), keyed by gateway EUI like
+	// TopicGatewayStats.
+	TopicGatewaySeen = "lorawan.gateway.seen"
 )
 
 // dlqRetention keeps dead letters for 30 days, long enough to notice,
@@ -35,12 +39,14 @@ type TopicSpec struct {
 	Configs map[string]string
 }
 
-// DefaultTopics returns the five topics of DESIGN §3 with the given
-// partition count and replication factor. With a replication factor of 3
+// DefaultTopics returns the five topics of DESIGN §3 and the
+// lorawan.gateway.seen repartition topic, with the given partition count
+// and replication factor (the seen topic must have the input topics'
+// partition count: partition p of every input topic is assigned together). With a replication factor of 3
 // or more, min.insync.replicas is 2 so that acks=all survives one broker
 // loss; the dead-letter topic keeps records for 30 days.
 func DefaultTopics(partitions, replication int) []TopicSpec {
-	names := []string{TopicUplink, TopicGatewayStats, TopicDownlink, TopicUplinkDLQ, TopicTwinEvents}
+	names := []string{TopicUplink, TopicGatewayStats, TopicDownlink, TopicUplinkDLQ, TopicTwinEvents, TopicGatewaySeen}
 	specs := make([]TopicSpec, 0, len(names))
 	for _, n := range names {
 		s := TopicSpec{Name: n, Partitions: partitions, ReplicationFactor: replication, Configs: map[string]string{}}

@@ -384,6 +384,102 @@ func (x *DownlinkFrame) GetCreatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// GatewayUplinkSeen tells a gateway's twin that the gateway received a copy
+// of a device's frame: the value on topic lorawan.gateway.seen, keyed by
+// gateway EUI (16 lowercase hex characters, the key of
+// lorawan.gateway.stats), so that partition p of both topics holds the same
+// gateways. The device's twin produces it once the frame is verified; the
+// gateway's twin updates its link-quality statistics from it.
+type GatewayUplinkSeen struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// EUI of the receiving gateway, 8 bytes: the key.
+	GatewayEui []byte `protobuf:"bytes,1,opt,name=gateway_eui,json=gatewayEui,proto3" json:"gateway_eui,omitempty"`
+	// EUI of the device that sent the frame, 8 bytes.
+	DevEui []byte `protobuf:"bytes,2,opt,name=dev_eui,json=devEui,proto3" json:"dev_eui,omitempty"`
+	// The full 32-bit frame counter of the frame.
+	Fcnt uint32 `protobuf:"varint,3,opt,name=fcnt,proto3" json:"fcnt,omitempty"`
+	// Received signal strength in dBm, as reported by the gateway.
+	Rssi int32 `protobuf:"varint,4,opt,name=rssi,proto3" json:"rssi,omitempty"`
+	// Signal-to-noise ratio in dB, as reported by the gateway.
+	Snr float32 `protobuf:"fixed32,5,opt,name=snr,proto3" json:"snr,omitempty"`
+	// Gateway receive time: the event time of the frame.
+	ReceivedAt    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GatewayUplinkSeen) Reset() {
+	*x = GatewayUplinkSeen{}
+	mi := &file_legiond_lorawan_v1_lorawan_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GatewayUplinkSeen) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GatewayUplinkSeen) ProtoMessage() {}
+
+func (x *GatewayUplinkSeen) ProtoReflect() protoreflect.Message {
+	mi := &file_legiond_lorawan_v1_lorawan_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GatewayUplinkSeen.ProtoReflect.Descriptor instead.
+func (*GatewayUplinkSeen) Descriptor() ([]byte, []int) {
+	return file_legiond_lorawan_v1_lorawan_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GatewayUplinkSeen) GetGatewayEui() []byte {
+	if x != nil {
+		return x.GatewayEui
+	}
+	return nil
+}
+
+func (x *GatewayUplinkSeen) GetDevEui() []byte {
+	if x != nil {
+		return x.DevEui
+	}
+	return nil
+}
+
+func (x *GatewayUplinkSeen) GetFcnt() uint32 {
+	if x != nil {
+		return x.Fcnt
+	}
+	return 0
+}
+
+func (x *GatewayUplinkSeen) GetRssi() int32 {
+	if x != nil {
+		return x.Rssi
+	}
+	return 0
+}
+
+func (x *GatewayUplinkSeen) GetSnr() float32 {
+	if x != nil {
+		return x.Snr
+	}
+	return 0
+}
+
+func (x *GatewayUplinkSeen) GetReceivedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceivedAt
+	}
+	return nil
+}
+
 var File_legiond_lorawan_v1_lorawan_proto protoreflect.FileDescriptor
 
 const file_legiond_lorawan_v1_lorawan_proto_rawDesc = "" +
@@ -426,7 +522,16 @@ const file_legiond_lorawan_v1_lorawan_proto_rawDesc = "" +
 	"\tdata_rate\x18\x05 \x01(\tR\bdataRate\x12\x19\n" +
 	"\bdelay_ms\x18\x06 \x01(\rR\adelayMs\x129\n" +
 	"\n" +
-	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAtBIZGgithub.com/legionelladossier/legiond/proto/legiond/lorawan/v1;lorawanv1b\x06proto3"
+	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\xc4\x01\n" +
+	"\x11GatewayUplinkSeen\x12\x1f\n" +
+	"\vgateway_eui\x18\x01 \x01(\fR\n" +
+	"gatewayEui\x12\x17\n" +
+	"\adev_eui\x18\x02 \x01(\fR\x06devEui\x12\x12\n" +
+	"\x04fcnt\x18\x03 \x01(\rR\x04fcnt\x12\x12\n" +
+	"\x04rssi\x18\x04 \x01(\x05R\x04rssi\x12\x10\n" +
+	"\x03snr\x18\x05 \x01(\x02R\x03snr\x12;\n" +
+	"\vreceived_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"receivedAtBIZGgithub.com/legionelladossier/legiond/proto/legiond/lorawan/v1;lorawanv1b\x06proto3"
 
 var (
 	file_legiond_lorawan_v1_lorawan_proto_rawDescOnce sync.Once
@@ -440,25 +545,27 @@ func file_legiond_lorawan_v1_lorawan_proto_rawDescGZIP() []byte {
 	return file_legiond_lorawan_v1_lorawan_proto_rawDescData
 }
 
-var file_legiond_lorawan_v1_lorawan_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_legiond_lorawan_v1_lorawan_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_legiond_lorawan_v1_lorawan_proto_goTypes = []any{
 	(*UplinkFrame)(nil),           // 0: legiond.lorawan.v1.UplinkFrame
 	(*GatewayStats)(nil),          // 1: legiond.lorawan.v1.GatewayStats
 	(*Location)(nil),              // 2: legiond.lorawan.v1.Location
 	(*DownlinkFrame)(nil),         // 3: legiond.lorawan.v1.DownlinkFrame
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
+	(*GatewayUplinkSeen)(nil),     // 4: legiond.lorawan.v1.GatewayUplinkSeen
+	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
 }
 var file_legiond_lorawan_v1_lorawan_proto_depIdxs = []int32{
-	4, // 0: legiond.lorawan.v1.UplinkFrame.received_at:type_name -> google.protobuf.Timestamp
-	4, // 1: legiond.lorawan.v1.UplinkFrame.produced_at:type_name -> google.protobuf.Timestamp
-	4, // 2: legiond.lorawan.v1.GatewayStats.time:type_name -> google.protobuf.Timestamp
+	5, // 0: legiond.lorawan.v1.UplinkFrame.received_at:type_name -> google.protobuf.Timestamp
+	5, // 1: legiond.lorawan.v1.UplinkFrame.produced_at:type_name -> google.protobuf.Timestamp
+	5, // 2: legiond.lorawan.v1.GatewayStats.time:type_name -> google.protobuf.Timestamp
 	2, // 3: legiond.lorawan.v1.GatewayStats.location:type_name -> legiond.lorawan.v1.Location
-	4, // 4: legiond.lorawan.v1.DownlinkFrame.created_at:type_name -> google.protobuf.Timestamp
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	5, // 4: legiond.lorawan.v1.DownlinkFrame.created_at:type_name -> google.protobuf.Timestamp
+	5, // 5: legiond.lorawan.v1.GatewayUplinkSeen.received_at:type_name -> google.protobuf.Timestamp
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_legiond_lorawan_v1_lorawan_proto_init() }
@@ -472,7 +579,7 @@ func file_legiond_lorawan_v1_lorawan_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_legiond_lorawan_v1_lorawan_proto_rawDesc), len(file_legiond_lorawan_v1_lorawan_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
