@@ -49,7 +49,16 @@ type apiDeps struct {
 	// Alarms applies operator transitions through the twins; nil answers
 	// Unavailable.
 	Alarms services.AlarmCommander
-	Logger *slog.Logger
+	// Cluster reports the cluster; nil: a single node.
+	Cluster services.ClusterStatus
+	Logger  *slog.Logger
+}
+
+func (d apiDeps) clusterStatus(addr string) services.ClusterStatus {
+	if d.Cluster != nil {
+		return d.Cluster
+	}
+	return singleNode{addr: addr}
 }
 
 // nodeAPI is a running API: TLS server, stream hub and the dev issuer.
@@ -139,7 +148,7 @@ func startAPI(ctx context.Context, cfg apiConfig, d apiDeps) (_ *nodeAPI, err er
 	}
 	if err := services.Register(a.srv, services.Deps{
 		Registry: d.Registry, Recent: d.Store, Twins: storeTwins{d.Store}, Alarms: d.Alarms,
-		Cluster: singleNode{addr: ln.Addr().String()}, Hub: a.hub, Logger: d.Logger.With("component", "services"),
+		Cluster: d.clusterStatus(ln.Addr().String()), Hub: a.hub, Logger: d.Logger.With("component", "services"),
 	}); err != nil {
 		a.close(context.Background())
 		return nil, fmt.Errorf("api: %w", err)

@@ -51,6 +51,7 @@ func commands() map[string]command {
 		"restore":  {summary: "restore a backup into an empty data folder and database", run: runRestore},
 		"audit":    {summary: "verify the hash-chained audit trail", run: runAudit},
 		"loadtest": {summary: "capacity harness: drive a deployment with the simulated fleet, measure, report", run: runLoadtest},
+		"cluster":  {summary: "cluster members: status, join, leave", run: runCluster},
 	}
 }
 

@@ -66,6 +66,10 @@ type nodeConfig struct {
 	// the non-durable path only).
 	StoreNoSync bool
 
+	// Cluster, when set, makes the node a cluster member (cluster.go):
+	// replicated twin state, partitions assigned by the Raft leader.
+	Cluster *clusterConfig
+
 	Logger *slog.Logger
 	// Registry receives every metric. Default: a new registry.
 	Registry *prometheus.Registry
@@ -88,6 +92,7 @@ type node struct {
 	smetrics *streams.Metrics
 	reg      *prometheus.Registry
 	http     *http.Server
+	cluster  *clusterPart // nil on a single node
 
 	brokers     []string
 	metricsAddr string
@@ -202,6 +207,11 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	if acfg.TickClock == nil {
 		acfg.TickClock = n.tickClock
 	}
+	if cfg.Cluster != nil {
+		if err := n.startReplication(ctx, &acfg); err != nil {
+			return nil, err
+		}
+	}
 	n.system, err = actors.NewSystem(acfg)
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
@@ -217,6 +227,12 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	}
 
 	// Consumer last: from here on frames flow.
+	if cfg.Cluster != nil {
+		if err := n.startPlacement(client); err != nil {
+			return nil, err
+		}
+		return n, nil
+	}
 	ccfg := cfg.Consumer
 	ccfg.Client = client
 	n.consumer, err = streams.NewConsumer(ccfg, twinHandler{n.system}, reasonDLQ{n.dlq}, n.smetrics, n.log.With("component", "consumer"))
@@ -391,6 +407,9 @@ func (n *node) Close() error {
 		if n.consumer != nil {
 			errs = append(errs, n.consumer.Close())
 		}
+		if n.cluster != nil {
+			errs = append(errs, n.cluster.stopPlacement())
+		}
 		if n.system != nil {
 			errs = append(errs, n.system.Close(context.Background()))
 		}
@@ -399,6 +418,9 @@ func (n *node) Close() error {
 		}
 		if n.dlq != nil {
 			errs = append(errs, n.dlq.Close())
+		}
+		if n.cluster != nil && n.cluster.group != nil {
+			errs = append(errs, n.cluster.group.Shutdown())
 		}
 		if n.store != nil {
 			errs = append(errs, n.store.Close())

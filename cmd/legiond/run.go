@@ -108,6 +108,8 @@ func runRun(ctx context.Context, args []string, s stdio) int {
 	apiKey := fs.String("api-key", "", "API server key (PEM)")
 	apiIssuer := fs.String("api-issuer", "", "OAuth issuer whose JWKS (<issuer>/.well-known/jwks.json) signs access tokens (default: the embedded development issuer)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	var cf clusterFlags
+	cf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(s.err, runUsage)
@@ -140,6 +142,10 @@ func runRun(ctx context.Context, args []string, s stdio) int {
 		Actors: actors.Config{IdleTimeout: *idle, Shards: *shards},
 		Logger: log,
 	}
+	if cfg.Cluster, err = cf.config(); err != nil {
+		fmt.Fprintf(s.err, "legiond run: %v\n", err)
+		return exitUsage
+	}
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	n, err := startNode(startCtx, cfg)
 	cancel()
@@ -151,7 +157,7 @@ func runRun(ctx context.Context, args []string, s stdio) int {
 	if *apiAddr != "" {
 		api, err := startAPI(ctx, apiConfig{Addr: *apiAddr, CertFile: *apiCert, KeyFile: *apiKey, Issuer: *apiIssuer}, apiDeps{
 			DataDir: *dataDir, Kafka: streams.ClientConfig{Brokers: n.brokers, TLS: client.TLS, SASL: client.SASL},
-			Registry: n.pg, Store: n.store, Alarms: alarmCommander{n.system}, Logger: log,
+			Registry: n.pg, Store: n.store, Alarms: alarmCommander{n.system}, Cluster: n.clusterStatus(), Logger: log,
 		})
 		if err != nil {
 			_ = n.Close()

@@ -67,8 +67,12 @@ type Member struct {
 	// Raft log entries this member is behind the leader.
 	ReplicationLag uint64                 `protobuf:"varint,5,opt,name=replication_lag,json=replicationLag,proto3" json:"replication_lag,omitempty"`
 	JoinedAt       *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=joined_at,json=joinedAt,proto3" json:"joined_at,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Input partitions this member owns (cluster assignment).
+	Partitions []uint32 `protobuf:"varint,7,rep,packed,name=partitions,proto3" json:"partitions,omitempty"`
+	// Raft role as this member reports it: Leader, Follower, Candidate.
+	RaftState     string `protobuf:"bytes,8,opt,name=raft_state,json=raftState,proto3" json:"raft_state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Member) Reset() {
@@ -143,14 +147,30 @@ func (x *Member) GetJoinedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Member) GetPartitions() []uint32 {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
+func (x *Member) GetRaftState() string {
+	if x != nil {
+		return x.RaftState
+	}
+	return ""
+}
+
 type GetClusterStatusResponse struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
 	Members           []*Member              `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
 	RaftLeader        string                 `protobuf:"bytes,2,opt,name=raft_leader,json=raftLeader,proto3" json:"raft_leader,omitempty"`
 	RaftTerm          uint64                 `protobuf:"varint,3,opt,name=raft_term,json=raftTerm,proto3" json:"raft_term,omitempty"`
 	TopologyConsensus bool                   `protobuf:"varint,4,opt,name=topology_consensus,json=topologyConsensus,proto3" json:"topology_consensus,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Epoch of the partition assignment (counts accepted changes).
+	AssignmentEpoch uint64 `protobuf:"varint,5,opt,name=assignment_epoch,json=assignmentEpoch,proto3" json:"assignment_epoch,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *GetClusterStatusResponse) Reset() {
@@ -211,25 +231,38 @@ func (x *GetClusterStatusResponse) GetTopologyConsensus() bool {
 	return false
 }
 
+func (x *GetClusterStatusResponse) GetAssignmentEpoch() uint64 {
+	if x != nil {
+		return x.AssignmentEpoch
+	}
+	return 0
+}
+
 var File_legiond_api_v1_cluster_service_proto protoreflect.FileDescriptor
 
 const file_legiond_api_v1_cluster_service_proto_rawDesc = "" +
 	"\n" +
 	"$legiond/api/v1/cluster_service.proto\x12\x0elegiond.api.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x19\n" +
-	"\x17GetClusterStatusRequest\"\xcd\x01\n" +
+	"\x17GetClusterStatusRequest\"\x8c\x02\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05alive\x18\x03 \x01(\bR\x05alive\x12!\n" +
 	"\factive_twins\x18\x04 \x01(\rR\vactiveTwins\x12'\n" +
 	"\x0freplication_lag\x18\x05 \x01(\x04R\x0ereplicationLag\x127\n" +
-	"\tjoined_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bjoinedAt\"\xb9\x01\n" +
+	"\tjoined_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bjoinedAt\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\a \x03(\rR\n" +
+	"partitions\x12\x1d\n" +
+	"\n" +
+	"raft_state\x18\b \x01(\tR\traftState\"\xe4\x01\n" +
 	"\x18GetClusterStatusResponse\x120\n" +
 	"\amembers\x18\x01 \x03(\v2\x16.legiond.api.v1.MemberR\amembers\x12\x1f\n" +
 	"\vraft_leader\x18\x02 \x01(\tR\n" +
 	"raftLeader\x12\x1b\n" +
 	"\traft_term\x18\x03 \x01(\x04R\braftTerm\x12-\n" +
-	"\x12topology_consensus\x18\x04 \x01(\bR\x11topologyConsensus2|\n" +
+	"\x12topology_consensus\x18\x04 \x01(\bR\x11topologyConsensus\x12)\n" +
+	"\x10assignment_epoch\x18\x05 \x01(\x04R\x0fassignmentEpoch2|\n" +
 	"\x0eClusterService\x12j\n" +
 	"\x10GetClusterStatus\x12'.legiond.api.v1.GetClusterStatusRequest\x1a(.legiond.api.v1.GetClusterStatusResponse\"\x03\x90\x02\x01BAZ?github.com/legionelladossier/legiond/proto/legiond/api/v1;apiv1b\x06proto3"
 

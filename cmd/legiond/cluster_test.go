@@ -1,0 +1,378 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/legionelladossier/legiond/api/tlsconf"
+	"github.com/legionelladossier/legiond/devicetwin"
+	"github.com/legionelladossier/legiond/loadtest/fleet"
+	lorawanv1 "github.com/legionelladossier/legiond/proto/legiond/lorawan/v1"
+	"github.com/legionelladossier/legiond/streams"
+)
+
+// clusterMember is one `legiond run` member process of the fault tests.
+type clusterMember struct {
+	id, dataDir string
+	args        []string
+	p           *proc
+	metrics     string
+}
+
+func freeAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer func() { _ = ln.Close() }()
+	return ln.Addr().String()
+}
+
+func (m *clusterMember) start(t *testing.T, ctx context.Context, tmp, bin, name string) {
+	t.Helper()
+	m.p = startProc(t, ctx, tmp, name, bin, m.args...)
+	m.metrics = metricsAddr(m.p.waitLine(t, "legiond node ready:"))
+}
+
+func (m *clusterMember) alive() bool { return m.p != nil && m.p.cmd.ProcessState == nil }
+
+// gauge reads a metric of a live member, -1 when it cannot be read.
+func (m *clusterMember) gauge(ctx context.Context, name string) float64 {
+	if !m.alive() {
+		return -1
+	}
+	c, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	v, err := scrape(c, m.metrics, name)
+	if err != nil {
+		return -1
+	}
+	return v
+}
+
+// waitServed waits until the live members serve every partition and
+// returns how long that took.
+func waitServed(t *testing.T, ctx context.Context, members []*clusterMember, partitions int) time.Duration {
+	t.Helper()
+	began := time.Now()
+	for {
+		total := 0.0
+		for _, m := range members {
+			if v := m.gauge(ctx, "legiond_cluster_partitions_owned"); v > 0 {
+				total += v
+			}
+		}
+		if int(total) == partitions {
+			return time.Since(began)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("partitions served: %v of %d", total, partitions)
+		case <-time.After(20 * time.Millisecond): // polling the members' metrics
+		}
+	}
+}
+
+// TestClusterFaults runs three `legiond run` members on loopback (mutual
+// TLS between them, a `legiond broker` process as Kafka, a real
+// PostgreSQL registry), feeds them a simulated fleet, and while frames
+// flow kills a follower with SIGKILL and restarts it with its disk, then
+// kills the Raft leader and restarts it with an empty disk. It proves:
+//
+//   - after each kill the dead member's partitions are served by the live
+//     members within 5 s (the failover time is logged);
+//   - every sensor twin's replicated state, on every member, equals that of
+//     an uninterrupted run: nothing lost, nothing applied twice;
+//   - twin.events holds every expected event id and no sensor event the
+//     uninterrupted run does not have; nothing was dead-lettered.
+func TestClusterFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs processes")
+	}
+	const (
+		partitions = 6
+		seed       = 20261128
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "legiond")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	reg := startRegistry(t, ctx)
+	broker := startProc(t, ctx, tmp, "broker", bin, "broker", "--data-dir", filepath.Join(tmp, "kafka"),
+		"--addr", "127.0.0.1:0", "--partitions", strconv.Itoa(partitions))
+	brokers := []string{strings.TrimPrefix(broker.waitLine(t, "legiond broker listening on "), "legiond broker listening on ")}
+	defer broker.stop(t)
+
+	start := time.Now().UTC().Truncate(time.Minute)
+	fl, ups := fleetUplinks(t, fleet.Config{Sensors: 60, Gateways: 3, Seed: seed, Start: start}, start.Add(12*time.Hour))
+	if err := provisionFleet(ctx, reg.store, fl, "cluster fleet"); err != nil {
+		t.Fatal(err)
+	}
+	if err := streams.EnsureTopics(ctx, streams.ClientConfig{Brokers: brokers}, streams.DefaultTopics(partitions, 1), nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// A shared development CA: every member's certificate chains to it.
+	caDir := filepath.Join(tmp, "cluster-ca")
+	if _, err := tlsconf.LoadOrCreateDevCA(tlsconf.DevCAConfig{Dir: caDir}); err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{"m1", "m2", "m3"}
+	addrs := map[string]string{}
+	var peers []string
+	for _, id := range ids {
+		addrs[id] = freeAddr(t)
+		peers = append(peers, id+"="+addrs[id])
+	}
+	members := make([]*clusterMember, len(ids))
+	for i, id := range ids {
+		m := &clusterMember{id: id, dataDir: filepath.Join(tmp, id)}
+		m.args = []string{"run", "--data-dir", m.dataDir, "--kafka-brokers", brokers[0], "--kafka-partitions", strconv.Itoa(partitions),
+			"--database-url", reg.appDSN, "--master-key-file", reg.keyFile, "--metrics-addr", "127.0.0.1:0",
+			"--kafka-drain-timeout", "1s", "--log-level", "warn",
+			"--node-id", id, "--cluster-addr", addrs[id], "--cluster-peers", strings.Join(peers, ","), "--cluster-ca-dir", caDir}
+		if i == 0 {
+			m.args = append(m.args, "--cluster-bootstrap")
+		}
+		members[i] = m
+	}
+	for i, m := range members {
+		m.start(t, ctx, tmp, bin, fmt.Sprintf("%s-0", ids[i]))
+	}
+	t.Logf("cluster of 3 formed; all %d partitions served after %v", partitions, waitServed(t, ctx, members, partitions))
+
+	// Frames flow in slices so that each fault hits a cluster under load.
+	slice := len(ups) / 4
+	produceSlice := func(i int) {
+		end := min((i+1)*slice, len(ups))
+		if i == 3 {
+			end = len(ups)
+		}
+		produce(t, ctx, brokers, ups[i*slice:end])
+	}
+	produceSlice(0)
+	stats := produceGatewayStats(t, ctx, brokers, fl, start, 12*time.Hour)
+	applied := func() float64 {
+		total := 0.0
+		for _, m := range members {
+			if v := m.gauge(ctx, "legiond_frames_applied_total"); v > 0 {
+				total += v
+			}
+		}
+		return total
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for !cond() {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("timed out waiting for %s", what)
+			case <-time.After(20 * time.Millisecond): // polling metrics
+			}
+		}
+	}
+	waitFor("a share of the first slice applied", func() bool { return applied() > float64(slice/3) })
+
+	var failovers []time.Duration
+	kill := func(m *clusterMember, why string) {
+		t.Helper()
+		m.p.kill(t)
+		d := waitServed(t, ctx, members, partitions)
+		failovers = append(failovers, d)
+		t.Logf("SIGKILL %s (%s): its partitions served again after %v", m.id, why, d)
+		if d > 5*time.Second {
+			t.Errorf("failover of %s took %v, goal 5 s", m.id, d)
+		}
+	}
+	leader := func() *clusterMember {
+		for {
+			for _, m := range members {
+				if m.gauge(ctx, "legiond_cluster_leader") == 1 {
+					return m
+				}
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatal("no leader")
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+
+	// 1. A follower dies under load.
+	l := leader()
+	var follower *clusterMember
+	for _, m := range members {
+		if m != l {
+			follower = m
+			break
+		}
+	}
+	produceSlice(1)
+	kill(follower, "a follower, under load")
+
+	// 2. It comes back with its disk and catches up through Raft; the
+	// leader gives it partitions again.
+	follower.start(t, ctx, tmp, bin, follower.id+"-1")
+	waitFor(follower.id+" serving again", func() bool { return follower.gauge(ctx, "legiond_cluster_partitions_owned") > 0 })
+	t.Logf("%s restarted with its disk and serves again", follower.id)
+
+	// 3. The leader dies under load.
+	produceSlice(2)
+	l = leader()
+	kill(l, "the raft leader, under load")
+
+	// 4. The old leader comes back with an empty disk: it catches up
+	// from the new leader's snapshot and log.
+	if err := os.RemoveAll(l.dataDir); err != nil {
+		t.Fatal(err)
+	}
+	l.start(t, ctx, tmp, bin, l.id+"-1")
+	produceSlice(3)
+
+	// Drain: on every member, the replicated offsets reach the end of
+	// every input partition.
+	for _, topic := range []string{streams.TopicUplink, streams.TopicGatewayStats, streams.TopicGatewaySeen} {
+		ends, err := endOffsets(ctx, brokers, topic, partitions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range members {
+			waitFor(m.id+" replicated "+topic, func() bool {
+				got, err := scrapeLabeled(ctx, m.metrics, "legiond_cluster_replicated_offset", "topic", topic)
+				if err != nil {
+					return false
+				}
+				for p, end := range ends {
+					if end > 0 && got[strconv.Itoa(p)] != float64(end) {
+						return false
+					}
+				}
+				return true
+			})
+		}
+	}
+	// The restarted empty member has caught up once its assignment epoch
+	// equals the others'.
+	waitFor("every member on the same assignment", func() bool {
+		var epochs []float64
+		for _, m := range members {
+			epochs = append(epochs, m.gauge(ctx, "legiond_cluster_assignment_epoch"))
+		}
+		return !slices.Contains(epochs, -1) && slices.Min(epochs) == slices.Max(epochs)
+	})
+	for _, m := range members {
+		m.p.stop(t)
+	}
+	slices.Sort(failovers)
+	t.Logf("%d uplinks, %d gateway reports; failovers %v", len(ups), stats, failovers)
+
+	// (a) Every member's replicated state equals the uninterrupted run.
+	cache, stopCache := runCache(t, ctx, reg.store)
+	defer stopCache()
+	frames := make([]*lorawanv1.UplinkFrame, len(ups))
+	for i := range ups {
+		frames[i] = uplinkFrame(&ups[i])
+	}
+	ref := referenceSensors(t, cache, frames)
+	for _, m := range members {
+		got := storedSensors(t, m.dataDir)
+		if len(got) != len(ref) || len(ref) != len(fl.Sensors()) {
+			t.Fatalf("%s: %d sensor twins stored, %d in the reference, want %d", m.id, len(got), len(ref), len(fl.Sensors()))
+		}
+		for eui, want := range ref {
+			if g := got[eui]; g != want.state {
+				t.Errorf("%s: sensor %s: state differs from the uninterrupted run", m.id, eui)
+			}
+		}
+	}
+
+	// (b) twin.events ⊇ expected ids, and no unexpected sensor event.
+	expected := map[string]bool{}
+	for _, r := range ref {
+		for _, id := range r.events {
+			expected[id] = true
+		}
+	}
+	seen := map[string]int{}
+	for _, msg := range readAll(t, ctx, brokers, streams.TopicTwinEvents, partitions) {
+		eui, err := devicetwin.ParseEUI(string(msg.Key))
+		if err != nil {
+			t.Fatalf("twin.events key %q: %v", msg.Key, err)
+		}
+		if _, sensor := ref[eui]; !sensor {
+			continue
+		}
+		id := header(msg, streams.HeaderEventID)
+		seen[id]++
+		if !expected[id] {
+			t.Errorf("unexpected event %s on twin.events", id)
+		}
+	}
+	for id := range expected {
+		if seen[id] == 0 {
+			t.Errorf("event %s missing from twin.events", id)
+		}
+	}
+	t.Logf("%d expected sensor events all present", len(expected))
+
+	// (c) Nothing was dead-lettered.
+	dlq, err := endOffsets(ctx, brokers, streams.TopicUplinkDLQ, partitions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, off := range dlq {
+		if off != 0 {
+			t.Errorf("dead-letter partition %d holds %d records", p, off)
+		}
+	}
+}
+
+// scrapeLabeled reads every sample of a metric whose label is value,
+// keyed by its "partition" label.
+func scrapeLabeled(ctx context.Context, addr, name, label, value string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	want := label + "=\"" + value + "\""
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, name+"{") || !strings.Contains(line, want) {
+			continue
+		}
+		_, rest, _ := strings.Cut(line, `partition="`)
+		part, _, _ := strings.Cut(rest, `"`)
+		fields := strings.Fields(line)
+		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
+		if err != nil {
+			return nil, err
+		}
+		out[part] = v
+	}
+	return out, nil
+}
