@@ -15,9 +15,8 @@ import (
 // GDPR requests about a person who signs in (users: staff, partner and
 // customer users, technicians).
 //
-// What identifies a person in the registry is the users row: e-mail and
-// display name (the schema has no phone number column; add it to
-// eraseUser when one appears). Everything else refers to people by id:
+// What identifies a person in the registry is the users row: e-mail,
+// display name and phone number (add new personal columns to eraseUser). Everything else refers to people by id:
 // role grants by user_id; audit columns, audit entries and the logbook
 // (alarm acknowledgements, corrective actions) by the actor string
 // "user:<id>". Erasure therefore pseudonymises the users row in place and
@@ -151,7 +150,7 @@ func (s *Store) ErasePerson(ctx context.Context, scope Scope, userID uuid.UUID, 
 			return mapErr("get user", err)
 		}
 		email := rep.Pseudonym + "@" + erasedEmailDomain
-		rep.AlreadyErased = u.Email == email && u.DisplayName == rep.Pseudonym && u.Disabled
+		rep.AlreadyErased = u.Email == email && u.DisplayName == rep.Pseudonym && u.Phone == "" && u.Disabled
 		if err := eraseUser(ctx, tx, userID, rep.Pseudonym, email); err != nil {
 			return err
 		}
@@ -180,7 +179,7 @@ func (s *Store) ErasePerson(ctx context.Context, scope Scope, userID uuid.UUID, 
 
 // eraseUser pseudonymises every column of users that identifies a person.
 func eraseUser(ctx context.Context, tx *Tx, userID uuid.UUID, pseudonym, email string) error {
-	tag, err := tx.tx.Exec(ctx, `UPDATE users SET email = $2, display_name = $3, disabled = true WHERE id = $1`,
+	tag, err := tx.tx.Exec(ctx, `UPDATE users SET email = $2, display_name = $3, phone = '', disabled = true WHERE id = $1`,
 		userID, email, pseudonym)
 	if err != nil {
 		return mapErr("pseudonymise user", err)
