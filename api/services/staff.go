@@ -135,12 +135,12 @@ func (s *Services) grantDeadline(ctx context.Context, p *auth.Principal) (contex
 // healthAlarms are the alarm types about the device itself, which a
 // caller with only ScopeHealthRead sees (without message, note or who).
 var healthAlarms = map[twinv1.AlarmType]bool{
-	twinv1.AlarmType_ALARM_TYPE_SENSOR_OFFLINE:   true,
-	twinv1.AlarmType_ALARM_TYPE_BATTERY_LOW:      true,
-	twinv1.AlarmType_ALARM_TYPE_SENSOR_DETACHED:  true,
-	twinv1.AlarmType_ALARM_TYPE_PROBE_FAULT:      true,
-	twinv1.AlarmType_ALARM_TYPE_GATEWAY_OFFLINE:  true,
-	twinv1.AlarmType_ALARM_TYPE_SECURITY:         true,
+	twinv1.AlarmType_ALARM_TYPE_SENSOR_OFFLINE:  true,
+	twinv1.AlarmType_ALARM_TYPE_BATTERY_LOW:     true,
+	twinv1.AlarmType_ALARM_TYPE_SENSOR_DETACHED: true,
+	twinv1.AlarmType_ALARM_TYPE_PROBE_FAULT:     true,
+	twinv1.AlarmType_ALARM_TYPE_GATEWAY_OFFLINE: true,
+	twinv1.AlarmType_ALARM_TYPE_SECURITY:        true,
 }
 
 // healthOnly reports a caller that may see device health but not the

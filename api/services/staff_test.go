@@ -29,7 +29,7 @@ type clock struct {
 	t  time.Time
 }
 
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 // newClockEnv is an env whose services read c.
@@ -146,10 +146,19 @@ func TestSupportRole(t *testing.T) {
 		name string
 		do   func() error
 	}{
-		{"customers", func() error { _, err := cl.admin.ListCustomers(ctx, withToken(tok, &apiv1.ListCustomersRequest{})); return err }},
+		{"customers", func() error {
+			_, err := cl.admin.ListCustomers(ctx, withToken(tok, &apiv1.ListCustomersRequest{}))
+			return err
+		}},
 		{"sites", func() error { _, err := cl.admin.ListSites(ctx, withToken(tok, &apiv1.ListSitesRequest{})); return err }},
-		{"tap points", func() error { _, err := cl.admin.ListTapPoints(ctx, withToken(tok, &apiv1.ListTapPointsRequest{})); return err }},
-		{"gateways", func() error { _, err := cl.admin.ListGateways(ctx, withToken(tok, &apiv1.ListGatewaysRequest{})); return err }},
+		{"tap points", func() error {
+			_, err := cl.admin.ListTapPoints(ctx, withToken(tok, &apiv1.ListTapPointsRequest{}))
+			return err
+		}},
+		{"gateways", func() error {
+			_, err := cl.admin.ListGateways(ctx, withToken(tok, &apiv1.ListGatewaysRequest{}))
+			return err
+		}},
 	} {
 		if err := call.do(); err != nil {
 			t.Errorf("support %s: %v", call.name, err)
@@ -505,7 +514,10 @@ func TestVendorClient(t *testing.T) {
 			_, err := cl.telemetry.ListReadings(ctx, withToken(tok, &apiv1.ListReadingsRequest{DevEui: hexEUI(B.dev1), Period: period}))
 			return err
 		}, connect.CodeNotFound},
-		{"alarms", func() error { _, err := cl.alarm.ListAlarms(ctx, withToken(tok, &apiv1.ListAlarmsRequest{})); return err }, connect.CodePermissionDenied},
+		{"alarms", func() error {
+			_, err := cl.alarm.ListAlarms(ctx, withToken(tok, &apiv1.ListAlarmsRequest{}))
+			return err
+		}, connect.CodePermissionDenied},
 		{"alarm stream", func() error {
 			_, err := streamFirst(cl.alarm.StreamAlarms(ctx, withToken(tok, &apiv1.StreamAlarmsRequest{})))
 			return err
