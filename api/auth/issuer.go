@@ -171,6 +171,14 @@ func NewIssuer(cfg IssuerConfig) (*Issuer, error) {
 	return &Issuer{cfg: cfg, key: key, kid: pub.KeyID, signer: signer, jwks: jwks}, nil
 }
 
+// WithOnIssue returns a copy of the issuer (same key) that reports every
+// token to fn (IssuerConfig.OnIssue).
+func (i *Issuer) WithOnIssue(fn func(ctx context.Context, t IssuedToken) error) *Issuer {
+	c := *i
+	c.cfg.OnIssue = fn
+	return &c
+}
+
 // URL returns the issuer identifier ("iss").
 func (i *Issuer) URL() string { return i.cfg.Issuer }
 

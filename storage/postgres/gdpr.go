@@ -71,6 +71,17 @@ type ErasureReport struct {
 func (s *Store) ExportPerson(ctx context.Context, scope Scope, userID uuid.UUID) ([]byte, error) {
 	var out []byte
 	err := s.InTx(ctx, scope, func(tx *Tx) error {
+		var err error
+		out, err = tx.ExportPerson(ctx, userID)
+		return err
+	})
+	return out, err
+}
+
+// ExportPerson is Store.ExportPerson inside this transaction.
+func (t *Tx) ExportPerson(ctx context.Context, userID uuid.UUID) ([]byte, error) {
+	var out []byte
+	err := func(tx *Tx) error {
 		exp, err := tx.exportPerson(ctx, userID)
 		if err != nil {
 			return err
@@ -84,7 +95,7 @@ func (s *Store) ExportPerson(ctx context.Context, scope Scope, userID uuid.UUID)
 		}
 		out, err = json.MarshalIndent(exp, "", "  ")
 		return err
-	})
+	}(t)
 	if err != nil {
 		return nil, fmt.Errorf("export person: %w", err)
 	}
@@ -143,8 +154,19 @@ func (t *Tx) auditOf(ctx context.Context, where string, args ...any) ([]AuditRec
 // the scope's actor) as the actor and only the id and pseudonym as
 // details. The user must be visible in scope.
 func (s *Store) ErasePerson(ctx context.Context, scope Scope, userID uuid.UUID, by string) (ErasureReport, error) {
-	rep := ErasureReport{UserID: userID, Pseudonym: Pseudonym(userID)}
+	var rep ErasureReport
 	err := s.InTx(ctx, scope, func(tx *Tx) error {
+		var err error
+		rep, err = tx.ErasePerson(ctx, userID, by)
+		return err
+	})
+	return rep, err
+}
+
+// ErasePerson is Store.ErasePerson inside this transaction.
+func (t *Tx) ErasePerson(ctx context.Context, userID uuid.UUID, by string) (ErasureReport, error) {
+	rep := ErasureReport{UserID: userID, Pseudonym: Pseudonym(userID)}
+	err := func(tx *Tx) error {
 		u, err := scanUser(tx.tx.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE id = $1 FOR UPDATE`, userID))
 		if err != nil {
 			return mapErr("get user", err)
@@ -170,7 +192,7 @@ func (s *Store) ErasePerson(ctx context.Context, scope Scope, userID uuid.UUID, 
 		})
 		rep.AuditSeq = rec.Seq
 		return err
-	})
+	}(t)
 	if err != nil {
 		return ErasureReport{}, fmt.Errorf("erase person: %w", err)
 	}
