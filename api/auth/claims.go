@@ -32,15 +32,23 @@ const (
 	// RoleIntegration is a machine client (client credentials) with
 	// explicit scopes on named customers.
 	RoleIntegration Role = "integration"
-	// RoleSupport is reserved for time-limited, audited staff access. Until
-	// that exists, tokens carrying it are refused (ErrClaims).
+	// RoleSupport is platform support staff: device health and
+	// configuration of every customer (ScopeHealthRead) and nothing else;
+	// no readings, logbook, alarm notes or personal data. A support user
+	// reads one customer's data only under a break-glass grant (see
+	// BreakGlass), which api/services checks and audits on every request.
+	// The token carries no partner, customer or site.
 	RoleSupport Role = "support"
 )
 
-// Roles returns the roles a token may carry today (not RoleSupport).
+// Roles returns the roles a token may carry.
 func Roles() []Role {
-	return []Role{RolePlatformAdmin, RolePartnerAdmin, RoleCustomerAdmin, RoleTechnician, RoleViewer, RoleIntegration}
+	return []Role{RolePlatformAdmin, RolePartnerAdmin, RoleCustomerAdmin, RoleTechnician, RoleViewer, RoleIntegration, RoleSupport}
 }
+
+// Staff reports the roles of the platform operator's own people whose
+// reads of customer data are audited.
+func (r Role) Staff() bool { return r == RoleSupport }
 
 // OAuth 2 scopes: what a token allows. Integration clients get them
 // explicitly; human roles imply theirs (see Principal.HasScope).
@@ -52,20 +60,31 @@ const (
 	ScopeDevicesWrite = "devices:write"
 	ScopeAdminRead    = "admin:read"
 	ScopeAdminWrite   = "admin:write"
+	// ScopeHealthRead reads device health and configuration (battery,
+	// online, last seen, link quality, firmware, interval, registry
+	// placement) without any reading, water event, alarm note or
+	// personal data. It is what support staff have everywhere; a caller
+	// holding it without ScopeDevicesRead gets redacted twins.
+	ScopeHealthRead = "health:read"
 )
 
 // KnownScopes returns every scope Legiond interprets.
 func KnownScopes() []string {
-	return []string{ScopeReadingsRead, ScopeAlarmsRead, ScopeAlarmsWrite, ScopeDevicesRead, ScopeDevicesWrite, ScopeAdminRead, ScopeAdminWrite}
+	return []string{ScopeReadingsRead, ScopeAlarmsRead, ScopeAlarmsWrite, ScopeDevicesRead, ScopeDevicesWrite, ScopeAdminRead, ScopeAdminWrite, ScopeHealthRead}
 }
+
+// breakGlassScopes are what a support user holds on the one customer of
+// an active break-glass grant: every read, no write.
+var breakGlassScopes = []string{ScopeReadingsRead, ScopeAlarmsRead, ScopeDevicesRead, ScopeAdminRead, ScopeHealthRead}
 
 // impliedScopes are the scopes of the human roles.
 var impliedScopes = map[Role][]string{
 	RolePlatformAdmin: KnownScopes(),
 	RolePartnerAdmin:  KnownScopes(),
 	RoleCustomerAdmin: KnownScopes(),
-	RoleTechnician:    {ScopeReadingsRead, ScopeAlarmsRead, ScopeAlarmsWrite, ScopeDevicesRead, ScopeDevicesWrite},
-	RoleViewer:        {ScopeReadingsRead, ScopeAlarmsRead, ScopeDevicesRead},
+	RoleTechnician:    {ScopeReadingsRead, ScopeAlarmsRead, ScopeAlarmsWrite, ScopeDevicesRead, ScopeDevicesWrite, ScopeHealthRead},
+	RoleViewer:        {ScopeReadingsRead, ScopeAlarmsRead, ScopeDevicesRead, ScopeHealthRead},
+	RoleSupport:       {ScopeHealthRead},
 }
 
 // Limits on claim sizes, so a token cannot make the server allocate much.
@@ -248,7 +267,9 @@ func (c Claims) Validate() error {
 			return bad("scope", "integration needs at least one known scope")
 		}
 	case RoleSupport:
-		return bad("role", "support is reserved and not accepted yet")
+		if hasPartner || nCust > 0 || nSites > 0 {
+			return bad("role", "support carries no partner, customer or site (customer access is a break-glass grant)")
+		}
 	case "":
 		return bad("role", "is required")
 	default:
@@ -271,6 +292,39 @@ type Principal struct {
 	TokenID string `json:"token_id,omitempty"`
 	// ExpiresAt is the token's exp; streams end there.
 	ExpiresAt time.Time `json:"expires_at"`
+	// BreakGlass is set (by api/services, per request, never from the
+	// token) on a support principal acting under a break-glass grant.
+	BreakGlass *BreakGlass `json:"break_glass,omitempty"`
+}
+
+// BreakGlass is an active break-glass grant a support principal acts
+// under: read access to one customer until ExpiresAt.
+type BreakGlass struct {
+	GrantID    uuid.UUID `json:"grant_id"`
+	CustomerID uuid.UUID `json:"customer_id"`
+	Reason     string    `json:"reason"`
+	ExpiresAt  time.Time `json:"expires_at"`
+}
+
+// WithBreakGlass returns a copy of a support principal narrowed to the
+// grant's customer with the grant's read scopes. Other roles are returned
+// unchanged (grants are for support users only).
+func (p *Principal) WithBreakGlass(g BreakGlass) *Principal {
+	if p.Role != RoleSupport {
+		return p
+	}
+	q := *p
+	q.CustomerIDs = []uuid.UUID{g.CustomerID}
+	q.SiteIDs, q.PartnerID = nil, uuid.Nil
+	q.BreakGlass = &g
+	return &q
+}
+
+// allCustomers reports principals that see every customer: platform
+// administrators, and support users outside a break-glass grant (who see
+// every customer's device health only; HasScope limits what).
+func (p *Principal) allCustomers() bool {
+	return p.Role == RolePlatformAdmin || (p.Role == RoleSupport && p.BreakGlass == nil)
 }
 
 // NewPrincipal validates claims and returns their principal.
@@ -301,7 +355,7 @@ func (p *Principal) CanSeeCustomer(id uuid.UUID) bool {
 	if id == uuid.Nil {
 		return false
 	}
-	if p.Role == RolePlatformAdmin || p.PartnerWide() {
+	if p.allCustomers() || p.PartnerWide() {
 		return true
 	}
 	return slices.Contains(p.CustomerIDs, id)
@@ -326,8 +380,11 @@ func (p *Principal) SiteRestricted() bool { return len(p.SiteIDs) > 0 }
 // acknowledges alarms and places devices, admins do everything within
 // their tenant) and the token's scope claim does not widen them.
 func (p *Principal) HasScope(s string) bool {
-	if p.Role == RoleIntegration {
+	switch {
+	case p.Role == RoleIntegration:
 		return slices.Contains(p.Scopes, s)
+	case p.Role == RoleSupport && p.BreakGlass != nil:
+		return slices.Contains(breakGlassScopes, s)
 	}
 	return slices.Contains(impliedScopes[p.Role], s)
 }
@@ -346,7 +403,7 @@ func (p *Principal) Actor() string {
 // several customers gets ErrScopeAmbiguous: use ScopeFor.
 func (p *Principal) Scope() (postgres.Scope, error) {
 	switch {
-	case p.Role == RolePlatformAdmin:
+	case p.allCustomers():
 		return postgres.PlatformScope(p.Actor()), nil
 	case p.PartnerWide():
 		return postgres.PartnerScope(p.PartnerID, p.Actor()), nil

@@ -211,7 +211,7 @@ func (i *Issuer) token(r *http.Request) (*tokenResponse, *oauthError) {
 			ttl = max(left, time.Second)
 		}
 	}
-	tok, err := i.Issue(tmpl, ttl)
+	tok, err := i.issue(r.Context(), tmpl, ttl, "client_credentials")
 	if err != nil {
 		i.cfg.Logger.Error("token endpoint: signing failed", "client_id", id, "err", err)
 		return nil, oerr(http.StatusInternalServerError, oauthServerError, "could not issue a token")

@@ -261,3 +261,52 @@ func TestTokenEndpoint(t *testing.T) {
 		})
 	}
 }
+
+// TestIssuerOnIssue: every token, direct or at the token endpoint, is
+// reported before it is handed out, and a failing report refuses it.
+func TestIssuerOnIssue(t *testing.T) {
+	clients := NewMemoryClientStore()
+	customer := uuid.New()
+	id, secret, err := clients.Generate(Claims{Role: RoleIntegration, CustomerIDs: []uuid.UUID{customer}, Scopes: []string{ScopeReadingsRead}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []IssuedToken
+	fail := false
+	iss, err := NewIssuer(IssuerConfig{Issuer: testIssuer, KeyFile: DevKeyFile(t.TempDir()), Clients: clients, Logger: quiet(),
+		OnIssue: func(_ context.Context, tk IssuedToken) error {
+			if fail {
+				return errors.New("audit log down")
+			}
+			got = append(got, tk)
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := iss.Issue(Claims{Subject: "u1", Role: RolePlatformAdmin}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	post := func() int {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("POST", TokenPath, strings.NewReader(url.Values{"grant_type": {"client_credentials"}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(id, secret)
+		iss.TokenHandler().ServeHTTP(rec, req)
+		return rec.Code
+	}
+	if code := post(); code != http.StatusOK {
+		t.Fatalf("token endpoint: %d", code)
+	}
+	if len(got) != 2 || got[0].Grant != "direct" || got[0].Claims.Subject != "u1" || got[1].Grant != "client_credentials" ||
+		got[1].Claims.ClientID != id || got[1].TokenID == "" || got[1].ExpiresAt.IsZero() {
+		t.Fatalf("reported %+v", got)
+	}
+	fail = true
+	if _, err := iss.Issue(Claims{Subject: "u1", Role: RolePlatformAdmin}, time.Minute); err == nil {
+		t.Error("Issue succeeded although recording failed")
+	}
+	if code := post(); code != http.StatusInternalServerError {
+		t.Errorf("token endpoint with failing record: %d, want 500", code)
+	}
+}

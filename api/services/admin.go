@@ -19,10 +19,11 @@ import (
 	"github.com/legionelladossier/legiond/storage/postgres"
 )
 
-// Registry reads need admin:read or devices:read (viewers and technicians
-// see the sites and devices they work with); writes need admin:write, and
-// devices also devices:write.
-var readScopes = []string{auth.ScopeAdminRead, auth.ScopeDevicesRead}
+// Registry reads need admin:read, devices:read or health:read (viewers and
+// technicians see the sites and devices they work with, support staff the
+// configuration of every customer); writes need admin:write, and devices
+// also devices:write.
+var readScopes = []string{auth.ScopeAdminRead, auth.ScopeDevicesRead, auth.ScopeHealthRead}
 
 // maxListScan bounds the rows one list call reads from the registry
 // before paging them in memory.
@@ -62,7 +63,7 @@ func listArgs(size int32, token, qk string, parts int) (int, []string, error) {
 // CreatePartner adds a partner (platform administrators only).
 func (s *Services) CreatePartner(ctx context.Context, req *connect.Request[apiv1.CreatePartnerRequest]) (*connect.Response[apiv1.CreatePartnerResponse], error) {
 	const op = apiv1connect.AdminServiceCreatePartnerProcedure
-	p, err := authorize(ctx, auth.ScopeAdminWrite)
+	p, err := s.authorize(ctx, auth.ScopeAdminWrite)
 	if err != nil {
 		return nil, err
 	}
@@ -71,8 +72,10 @@ func (s *Services) CreatePartner(ctx context.Context, req *connect.Request[apiv1
 	}
 	var out postgres.Partner
 	err = s.d.Registry.InTx(ctx, postgres.PlatformScope(p.Actor()), func(tx *postgres.Tx) error {
-		out, err = tx.Partners().Create(ctx, postgres.NewPartner{Name: req.Msg.GetName()})
-		return err
+		if out, err = tx.Partners().Create(ctx, postgres.NewPartner{Name: req.Msg.GetName()}); err != nil {
+			return err
+		}
+		return auditChange(ctx, tx, p, op, "partner:"+out.ID.String(), &out.ID, nil, "name")
 	})
 	if err != nil {
 		return nil, s.toConnect(ctx, op, err)
@@ -83,7 +86,7 @@ func (s *Services) CreatePartner(ctx context.Context, req *connect.Request[apiv1
 // ListPartners lists the partners visible to the caller, by name.
 func (s *Services) ListPartners(ctx context.Context, req *connect.Request[apiv1.ListPartnersRequest]) (*connect.Response[apiv1.ListPartnersResponse], error) {
 	const op = apiv1connect.AdminServiceListPartnersProcedure
-	p, err := authorize(ctx, auth.ScopeAdminRead)
+	p, err := s.authorize(ctx, auth.ScopeAdminRead)
 	if err != nil {
 		return nil, err
 	}
@@ -128,7 +131,7 @@ func sortedValues[K comparable, V any](m map[K]V, key func(V) []string) []V {
 // or partner administrators under their own partner).
 func (s *Services) CreateCustomer(ctx context.Context, req *connect.Request[apiv1.CreateCustomerRequest]) (*connect.Response[apiv1.CreateCustomerResponse], error) {
 	const op = apiv1connect.AdminServiceCreateCustomerProcedure
-	p, err := authorize(ctx, auth.ScopeAdminWrite)
+	p, err := s.authorize(ctx, auth.ScopeAdminWrite)
 	if err != nil {
 		return nil, err
 	}
@@ -151,8 +154,10 @@ func (s *Services) CreateCustomer(ctx context.Context, req *connect.Request[apiv
 	}
 	var out postgres.Customer
 	err = s.d.Registry.InTx(ctx, sc, func(tx *postgres.Tx) error {
-		out, err = tx.Customers().Create(ctx, in)
-		return err
+		if out, err = tx.Customers().Create(ctx, in); err != nil {
+			return err
+		}
+		return auditChange(ctx, tx, p, op, "customer:"+out.ID.String(), nil, &out.ID, "name", "partner_id")
 	})
 	if err != nil {
 		return nil, s.toConnect(ctx, op, err)
@@ -164,7 +169,7 @@ func (s *Services) CreateCustomer(ctx context.Context, req *connect.Request[apiv
 // one partner, by name.
 func (s *Services) ListCustomers(ctx context.Context, req *connect.Request[apiv1.ListCustomersRequest]) (*connect.Response[apiv1.ListCustomersResponse], error) {
 	const op = apiv1connect.AdminServiceListCustomersProcedure
-	p, err := authorize(ctx, readScopes...)
+	p, err := s.authorize(ctx, readScopes...)
 	if err != nil {
 		return nil, err
 	}
@@ -234,7 +239,7 @@ func (s *Services) customerArg(ctx context.Context, p *auth.Principal, raw strin
 // CreateSite adds a site to a customer; the country must be in the EEA.
 func (s *Services) CreateSite(ctx context.Context, req *connect.Request[apiv1.CreateSiteRequest]) (*connect.Response[apiv1.CreateSiteResponse], error) {
 	const op = apiv1connect.AdminServiceCreateSiteProcedure
-	p, err := authorize(ctx, auth.ScopeAdminWrite)
+	p, err := s.authorize(ctx, auth.ScopeAdminWrite)
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +257,10 @@ func (s *Services) CreateSite(ctx context.Context, req *connect.Request[apiv1.Cr
 			CustomerID: customer, Name: m.GetName(), Street: m.GetAddress(), Country: m.GetCountry(),
 			RuleProfile: profileFromProto(m.GetProfile()),
 		})
-		return err
+		if err != nil {
+			return err
+		}
+		return auditChange(ctx, tx, p, op, "site:"+out.ID.String(), nil, &out.CustomerID, "name", "address", "country", "profile")
 	})
 	if err != nil {
 		return nil, s.toConnect(ctx, op, err)
@@ -264,7 +272,7 @@ func (s *Services) CreateSite(ctx context.Context, req *connect.Request[apiv1.Cr
 // customer, by name.
 func (s *Services) ListSites(ctx context.Context, req *connect.Request[apiv1.ListSitesRequest]) (*connect.Response[apiv1.ListSitesResponse], error) {
 	const op = apiv1connect.AdminServiceListSitesProcedure
-	p, err := authorize(ctx, readScopes...)
+	p, err := s.authorize(ctx, readScopes...)
 	if err != nil {
 		return nil, err
 	}
@@ -308,7 +316,7 @@ func (s *Services) ListSites(ctx context.Context, req *connect.Request[apiv1.Lis
 // CreateTapPoint adds a tap point to a site.
 func (s *Services) CreateTapPoint(ctx context.Context, req *connect.Request[apiv1.CreateTapPointRequest]) (*connect.Response[apiv1.CreateTapPointResponse], error) {
 	const op = apiv1connect.AdminServiceCreateTapPointProcedure
-	p, err := authorize(ctx, auth.ScopeAdminWrite)
+	p, err := s.authorize(ctx, auth.ScopeAdminWrite)
 	if err != nil {
 		return nil, err
 	}
@@ -335,7 +343,10 @@ func (s *Services) CreateTapPoint(ctx context.Context, req *connect.Request[apiv
 		out, err = tx.TapPoints().Create(ctx, postgres.NewTapPoint{
 			SiteID: site.ID, Name: m.GetName(), Kind: kind, FlushInterval: flush, Overrides: ov,
 		})
-		return err
+		if err != nil {
+			return err
+		}
+		return auditChange(ctx, tx, p, op, "tap-point:"+out.ID.String(), nil, &out.CustomerID, "site_id", "name", "kind", "overrides")
 	})
 	if err != nil {
 		return nil, s.toConnect(ctx, op, err)
@@ -347,7 +358,7 @@ func (s *Services) CreateTapPoint(ctx context.Context, req *connect.Request[apiv
 // site, by name.
 func (s *Services) ListTapPoints(ctx context.Context, req *connect.Request[apiv1.ListTapPointsRequest]) (*connect.Response[apiv1.ListTapPointsResponse], error) {
 	const op = apiv1connect.AdminServiceListTapPointsProcedure
-	p, err := authorize(ctx, readScopes...)
+	p, err := s.authorize(ctx, readScopes...)
 	if err != nil {
 		return nil, err
 	}
@@ -413,7 +424,7 @@ func parseKey(field, s string) (*postgres.AES128Key, error) {
 // never returned.
 func (s *Services) CreateDevice(ctx context.Context, req *connect.Request[apiv1.CreateDeviceRequest]) (*connect.Response[apiv1.CreateDeviceResponse], error) {
 	const op = apiv1connect.AdminServiceCreateDeviceProcedure
-	p, err := authorize(ctx, auth.ScopeDevicesWrite)
+	p, err := s.authorize(ctx, auth.ScopeDevicesWrite)
 	if err != nil {
 		return nil, err
 	}
@@ -479,8 +490,10 @@ func (s *Services) CreateDevice(ctx context.Context, req *connect.Request[apiv1.
 	}
 	var out postgres.Device
 	err = s.d.Registry.InTx(ctx, sc, func(tx *postgres.Tx) error {
-		out, err = tx.Devices().Create(ctx, in)
-		return err
+		if out, err = tx.Devices().Create(ctx, in); err != nil {
+			return err
+		}
+		return auditChange(ctx, tx, p, op, "device:"+out.DevEUI.String(), nil, &out.CustomerID, deviceFields(m)...)
 	})
 	if err != nil {
 		return nil, s.toConnect(ctx, op, err)
@@ -492,7 +505,7 @@ func (s *Services) CreateDevice(ctx context.Context, req *connect.Request[apiv1.
 // or tap point, by DevEUI.
 func (s *Services) ListDevices(ctx context.Context, req *connect.Request[apiv1.ListDevicesRequest]) (*connect.Response[apiv1.ListDevicesResponse], error) {
 	const op = apiv1connect.AdminServiceListDevicesProcedure
-	p, err := authorize(ctx, readScopes...)
+	p, err := s.authorize(ctx, readScopes...)
 	if err != nil {
 		return nil, err
 	}
@@ -557,7 +570,7 @@ func (s *Services) ListDevices(ctx context.Context, req *connect.Request[apiv1.L
 // naming the first bad row, with the full report as an error detail.
 func (s *Services) ImportDevices(ctx context.Context, req *connect.Request[apiv1.ImportDevicesRequest]) (*connect.Response[apiv1.ImportDevicesResponse], error) {
 	const op = apiv1connect.AdminServiceImportDevicesProcedure
-	p, err := authorize(ctx, auth.ScopeDevicesWrite)
+	p, err := s.authorize(ctx, auth.ScopeDevicesWrite)
 	if err != nil {
 		return nil, err
 	}
@@ -572,8 +585,16 @@ func (s *Services) ImportDevices(ctx context.Context, req *connect.Request[apiv1
 	if err != nil {
 		return nil, s.toConnect(ctx, op, err)
 	}
-	rep, err := s.d.Registry.ImportDevices(ctx, sc, bytes.NewReader(m.GetCsv()), postgres.ImportOptions{
-		SkipBadRows: m.GetSkipBadRows(), CustomerID: customer, MaxBytes: 4 << 20,
+	var rep postgres.ImportReport
+	err = s.d.Registry.InTx(ctx, sc, func(tx *postgres.Tx) error {
+		var err error
+		rep, err = tx.ImportDevices(ctx, bytes.NewReader(m.GetCsv()), postgres.ImportOptions{
+			SkipBadRows: m.GetSkipBadRows(), CustomerID: customer, MaxBytes: 4 << 20,
+		})
+		if err != nil || rep.Imported == 0 {
+			return err
+		}
+		return auditChange(ctx, tx, p, op, "devices:import", nil, &customer, "csv")
 	})
 	resp := &apiv1.ImportDevicesResponse{Imported: uint32(rep.Imported)}
 	for _, e := range rep.Errors {
@@ -601,7 +622,7 @@ func (s *Services) ImportDevices(ctx context.Context, req *connect.Request[apiv1
 // partner, for partner administrators without customer_id).
 func (s *Services) CreateGateway(ctx context.Context, req *connect.Request[apiv1.CreateGatewayRequest]) (*connect.Response[apiv1.CreateGatewayResponse], error) {
 	const op = apiv1connect.AdminServiceCreateGatewayProcedure
-	p, err := authorize(ctx, auth.ScopeAdminWrite)
+	p, err := s.authorize(ctx, auth.ScopeAdminWrite)
 	if err != nil {
 		return nil, err
 	}
@@ -623,8 +644,10 @@ func (s *Services) CreateGateway(ctx context.Context, req *connect.Request[apiv1
 	}
 	var out postgres.Gateway
 	err = s.d.Registry.InTx(ctx, sc, func(tx *postgres.Tx) error {
-		out, err = tx.Gateways().Create(ctx, in)
-		return err
+		if out, err = tx.Gateways().Create(ctx, in); err != nil {
+			return err
+		}
+		return auditChange(ctx, tx, p, op, "gateway:"+out.GatewayEUI.String(), out.PartnerID, out.CustomerID, "gateway_eui", "name", "stats_interval_s")
 	})
 	if err != nil {
 		return nil, s.toConnect(ctx, op, err)
@@ -637,7 +660,7 @@ func (s *Services) CreateGateway(ctx context.Context, req *connect.Request[apiv1
 // sites.
 func (s *Services) ListGateways(ctx context.Context, req *connect.Request[apiv1.ListGatewaysRequest]) (*connect.Response[apiv1.ListGatewaysResponse], error) {
 	const op = apiv1connect.AdminServiceListGatewaysProcedure
-	p, err := authorize(ctx, readScopes...)
+	p, err := s.authorize(ctx, readScopes...)
 	if err != nil {
 		return nil, err
 	}
@@ -694,7 +717,7 @@ func gatewayVisible(p *auth.Principal, g postgres.Gateway) bool {
 // GetClusterStatus reports the cluster's members and Raft state (platform
 // administrators only).
 func (s *Services) GetClusterStatus(ctx context.Context, _ *connect.Request[apiv1.GetClusterStatusRequest]) (*connect.Response[apiv1.GetClusterStatusResponse], error) {
-	p, err := caller(ctx)
+	p, err := s.principal(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -709,4 +732,20 @@ func (s *Services) GetClusterStatus(ctx context.Context, _ *connect.Request[apiv
 		return nil, s.toConnect(ctx, apiv1connect.ClusterServiceGetClusterStatusProcedure, err)
 	}
 	return connect.NewResponse(st), nil
+}
+
+// deviceFields names the fields a CreateDevice request set, for the audit
+// entry (key fields by name only).
+func deviceFields(m *apiv1.CreateDeviceRequest) []string {
+	out := []string{"dev_eui", "activation"}
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{{"tap_point_id", m.GetTapPointId() != ""}, {"join_eui", m.GetJoinEui() != ""}, {"dev_addr", m.GetDevAddr() != ""},
+		{"app_key", m.GetAppKey() != ""}, {"nwk_s_key", m.GetNwkSKey() != ""}, {"app_s_key", m.GetAppSKey() != ""}} {
+		if f.set {
+			out = append(out, f.name)
+		}
+	}
+	return out
 }

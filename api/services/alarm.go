@@ -65,7 +65,7 @@ func severityAtLeast(sev, min twinv1.Severity) bool {
 // transition in it (from the recent-event window), in its latest state.
 func (s *Services) ListAlarms(ctx context.Context, req *connect.Request[apiv1.ListAlarmsRequest]) (*connect.Response[apiv1.ListAlarmsResponse], error) {
 	const op = apiv1connect.AlarmServiceListAlarmsProcedure
-	p, err := authorize(ctx, auth.ScopeAlarmsRead)
+	p, err := s.authorize(ctx, auth.ScopeAlarmsRead)
 	if err != nil {
 		return nil, err
 	}
@@ -315,7 +315,7 @@ func (s *Services) ClearAlarm(ctx context.Context, req *connect.Request[apiv1.Cl
 }
 
 func (s *Services) alarmCommand(ctx context.Context, op, alarmID, rawNote string, clear bool) (*apiv1.Alarm, error) {
-	p, err := authorize(ctx, auth.ScopeAlarmsWrite)
+	p, err := s.authorize(ctx, auth.ScopeAlarmsWrite)
 	if err != nil {
 		return nil, err
 	}
@@ -349,6 +349,19 @@ func (s *Services) alarmCommand(ctx context.Context, op, alarmID, rawNote string
 	}
 	if a == nil || !strings.EqualFold(a.GetDevEui(), e) {
 		return nil, s.toConnect(ctx, op, errMismatch)
+	}
+	// The logbook (the twin's event) says who and when with the note; the
+	// audit trail records the operator action itself.
+	action := postgres.AuditAlarmAcknowledge
+	if clear {
+		action = postgres.AuditAlarmClear
+	}
+	customer := d.CustomerID
+	if _, err := s.d.Registry.AppendAudit(ctx, postgres.CustomerScope(customer, p.Actor()), postgres.AuditEntry{
+		Actor: p.Actor(), ActorRole: string(p.Role), Action: action, CustomerID: &customer, Target: "device:" + d.DevEUI.String(),
+		Details: map[string]any{"alarm_id": ref.AlarmID, "procedure": op},
+	}); err != nil {
+		return nil, s.toConnect(ctx, op, err)
 	}
 	return stampAlarm(a, e, placementOf(d)), nil
 }

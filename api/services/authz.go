@@ -36,18 +36,6 @@ func need(p *auth.Principal, scopes ...string) error {
 	return denied("requires scope %s", strings.Join(scopes, " or "))
 }
 
-// authorize returns the caller when it holds one of scopes.
-func authorize(ctx context.Context, scopes ...string) (*auth.Principal, error) {
-	p, err := caller(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := need(p, scopes...); err != nil {
-		return nil, err
-	}
-	return p, nil
-}
-
 // listScopes are the registry scopes a list runs under: everything the
 // caller may see, or only the named customer's (NotFound when hidden).
 func (s *Services) listScopes(ctx context.Context, op string, p *auth.Principal, customer uuid.UUID) ([]postgres.Scope, error) {

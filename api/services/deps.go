@@ -199,7 +199,7 @@ func (s *Services) Mount(srv *server.Server) {
 	// compressing: gzip's per-message setup cost more CPU than the bytes
 	// it saved (measured with TestStreamLatency).
 	opts := append(srv.HandlerOptions(), connect.WithCompressMinBytes(compressMinBytes))
-	mount := func(path string, h http.Handler) { srv.Mount(path, withStreamControl(h)) }
+	mount := func(path string, h http.Handler) { srv.Mount(path, withRequestInfo(withStreamControl(h))) }
 	mount(apiv1connect.NewTwinServiceHandler(s, opts...))
 	mount(apiv1connect.NewTelemetryServiceHandler(s, opts...))
 	mount(apiv1connect.NewAlarmServiceHandler(s, opts...))

@@ -245,13 +245,16 @@ type env struct {
 	alarms  *alarmFake
 	now     time.Time
 	bad     map[string]string // unauthenticated tokens by kind
-	clients struct {
-		twin      apiv1connect.TwinServiceClient
-		telemetry apiv1connect.TelemetryServiceClient
-		alarm     apiv1connect.AlarmServiceClient
-		admin     apiv1connect.AdminServiceClient
-		cluster   apiv1connect.ClusterServiceClient
-	}
+	clients clientSet
+}
+
+// clientSet holds a Connect client per service.
+type clientSet struct {
+	twin      apiv1connect.TwinServiceClient
+	telemetry apiv1connect.TelemetryServiceClient
+	alarm     apiv1connect.AlarmServiceClient
+	admin     apiv1connect.AdminServiceClient
+	cluster   apiv1connect.ClusterServiceClient
 }
 
 type envOptions struct {

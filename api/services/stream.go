@@ -34,7 +34,7 @@ var kindScopes = []struct {
 // Without kinds it streams every kind the caller's scopes allow.
 func (s *Services) StreamEvents(ctx context.Context, req *connect.Request[apiv1.StreamEventsRequest], stream *connect.ServerStream[apiv1.StreamEventsResponse]) error {
 	const op = apiv1connect.TelemetryServiceStreamEventsProcedure
-	p, err := caller(ctx)
+	p, err := s.principal(ctx)
 	if err != nil {
 		return err
 	}
@@ -65,6 +65,11 @@ func (s *Services) StreamEvents(ctx context.Context, req *connect.Request[apiv1.
 			return invalid("kinds", "unknown kind %d", want)
 		}
 	}
+	if err := s.auditStaff(ctx, p); err != nil {
+		return err
+	}
+	ctx, cancel := s.grantDeadline(ctx, p)
+	defer cancel()
 	f := streamFilter(p)
 	f.Kinds = kinds
 	if err := s.narrow(ctx, p, &f, m.GetSiteId(), m.GetDevEui()); err != nil {
@@ -85,13 +90,12 @@ func (s *Services) StreamEvents(ctx context.Context, req *connect.Request[apiv1.
 // of one site and from a minimum severity, resuming after resume_token.
 func (s *Services) StreamAlarms(ctx context.Context, req *connect.Request[apiv1.StreamAlarmsRequest], stream *connect.ServerStream[apiv1.StreamAlarmsResponse]) error {
 	const op = apiv1connect.AlarmServiceStreamAlarmsProcedure
-	p, err := caller(ctx)
+	p, err := s.authorize(ctx, auth.ScopeAlarmsRead)
 	if err != nil {
 		return err
 	}
-	if err := need(p, auth.ScopeAlarmsRead); err != nil {
-		return err
-	}
+	ctx, cancel := s.grantDeadline(ctx, p)
+	defer cancel()
 	m := req.Msg
 	minSev := m.GetMinSeverity()
 	if _, ok := twinv1.Severity_name[int32(minSev)]; !ok {

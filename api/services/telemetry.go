@@ -113,11 +113,8 @@ func refOf(d postgres.Device) devRef {
 }
 
 func (s *Services) listEvents(ctx context.Context, op string, q eventQuery) ([]*twinv1.TwinEvent, string, error) {
-	p, err := caller(ctx)
+	p, err := s.authorize(ctx, auth.ScopeReadingsRead)
 	if err != nil {
-		return nil, "", err
-	}
-	if err := need(p, auth.ScopeReadingsRead); err != nil {
 		return nil, "", err
 	}
 	from, to, err := period(q.period, s.d.Now())

@@ -22,7 +22,7 @@ import (
 // was never heard from answers with its registry view.
 func (s *Services) GetTwin(ctx context.Context, req *connect.Request[apiv1.GetTwinRequest]) (*connect.Response[apiv1.GetTwinResponse], error) {
 	const op = apiv1connect.TwinServiceGetTwinProcedure
-	p, err := authorize(ctx, auth.ScopeDevicesRead)
+	p, err := s.authorize(ctx, auth.ScopeDevicesRead, auth.ScopeHealthRead)
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +48,11 @@ func (s *Services) GetTwin(ctx context.Context, req *connect.Request[apiv1.GetTw
 	if err != nil {
 		return nil, s.toConnect(ctx, op, err)
 	}
-	return connect.NewResponse(&apiv1.GetTwinResponse{Twin: stampTwin(t, euiHex(eui), pl)}), nil
+	tw := stampTwin(t, euiHex(eui), pl)
+	if healthOnly(p) {
+		redactTwin(tw)
+	}
+	return connect.NewResponse(&apiv1.GetTwinResponse{Twin: tw}), nil
 }
 
 // placeDevice completes a device's placement with its tap kind and its
@@ -84,7 +88,7 @@ func (s *Services) placeDevice(ctx context.Context, p *auth.Principal, d postgre
 // tap kind or only those with alarms.
 func (s *Services) ListTwins(ctx context.Context, req *connect.Request[apiv1.ListTwinsRequest]) (*connect.Response[apiv1.ListTwinsResponse], error) {
 	const op = apiv1connect.TwinServiceListTwinsProcedure
-	p, err := authorize(ctx, auth.ScopeDevicesRead)
+	p, err := s.authorize(ctx, auth.ScopeDevicesRead, auth.ScopeHealthRead)
 	if err != nil {
 		return nil, err
 	}
@@ -182,6 +186,9 @@ func (s *Services) ListTwins(ctx context.Context, req *connect.Request[apiv1.Lis
 				pl.kind = tapKindToProto(kinds[*d.TapPointID])
 			}
 			t := stampTwin(byEUI[euis[i]], euis[i], pl)
+			if healthOnly(p) {
+				redactTwin(t)
+			}
 			if m.GetOnlyAlarming() && len(t.ActiveAlarms) == 0 {
 				continue
 			}

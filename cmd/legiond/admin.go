@@ -31,6 +31,14 @@ type adminCmd struct {
 }
 
 func adminCommands() map[string]adminCmd {
+	cmds := registryCommands()
+	for n, c := range staffCommands() {
+		cmds[n] = c
+	}
+	return cmds
+}
+
+func registryCommands() map[string]adminCmd {
 	return map[string]adminCmd{
 		"partner create": {summary: "create a partner", usage: "--name NAME", flags: func(fs *flag.FlagSet) func(context.Context, *postgres.Tx) (any, error) {
 			name := fs.String("name", "", "partner name (required)")
@@ -379,6 +387,10 @@ func (f *uuidFlag) ptr() *uuid.UUID {
 
 // printResult writes JSON or a table.
 func printResult(w io.Writer, v any, asJSON bool) error {
+	if raw, ok := v.(json.RawMessage); ok { // already JSON (gdpr export)
+		_, err := w.Write(append(raw, '\n'))
+		return err
+	}
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -409,6 +421,23 @@ func orDash(s string) string {
 
 func tableOf(v any) ([]string, [][]string) {
 	switch x := v.(type) {
+	case json.RawMessage:
+		return []string{"JSON"}, [][]string{{string(x)}}
+	case postgres.BreakGlassGrant:
+		return tableOf([]postgres.BreakGlassGrant{x})
+	case []postgres.BreakGlassGrant:
+		rows := make([][]string, len(x))
+		for i, g := range x {
+			state := "until " + g.ExpiresAt.Format(time.RFC3339)
+			if g.RevokedAt != nil {
+				state = "revoked " + g.RevokedAt.Format(time.RFC3339)
+			}
+			rows[i] = []string{g.ID.String(), g.CustomerID.String(), g.Subject, state, g.Reason}
+		}
+		return []string{"ID", "CUSTOMER", "USER", "STATE", "REASON"}, rows
+	case postgres.ErasureReport:
+		return []string{"ERASURE", ""}, [][]string{{"user", x.UserID.String()}, {"pseudonym", x.Pseudonym},
+			{"role grants revoked", strconv.FormatInt(x.RoleGrantsRevoked, 10)}, {"audit seq", strconv.FormatInt(x.AuditSeq, 10)}}
 	case postgres.Partner:
 		return tableOf([]postgres.Partner{x})
 	case []postgres.Partner:

@@ -109,9 +109,11 @@ func startAPI(ctx context.Context, cfg apiConfig, d apiDeps) (_ *nodeAPI, err er
 	}()
 	var verifier auth.TokenVerifier
 	if cfg.Issuer == "" {
-		a.issuer, err = auth.NewIssuer(auth.IssuerConfig{
-			Issuer: "https://" + ln.Addr().String(), KeyFile: auth.DevKeyFile(d.DataDir), Logger: d.Logger,
-		})
+		icfg := auth.IssuerConfig{Issuer: "https://" + ln.Addr().String(), KeyFile: auth.DevKeyFile(d.DataDir), Logger: d.Logger}
+		if d.Registry != nil {
+			icfg.OnIssue = tokenAudit(d.Registry, "issuer:embedded")
+		}
+		a.issuer, err = auth.NewIssuer(icfg)
 		if err != nil {
 			return nil, fmt.Errorf("api: issuer: %w", err)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/legionelladossier/legiond/api/auth"
+	"github.com/legionelladossier/legiond/storage/postgres"
 )
 
 const envDataDir = "LEGIOND_DATA_DIR"
@@ -104,7 +105,7 @@ func (f issuerFlags) open(s stdio) (*auth.Issuer, error) {
 	})
 }
 
-func runTokenIssue(_ context.Context, args []string, s stdio) int {
+func runTokenIssue(ctx context.Context, args []string, s stdio) int {
 	fs := flag.NewFlagSet("token issue", flag.ContinueOnError)
 	fs.SetOutput(s.err)
 	roles := make([]string, 0, len(auth.Roles()))
@@ -120,6 +121,7 @@ func runTokenIssue(_ context.Context, args []string, s stdio) int {
 	subject := fs.String("subject", "", "subject (sub) (default dev-<role>, or the client id for integration)")
 	clientID := fs.String("client-id", "dev-client", "client id (integration)")
 	ttl := fs.Duration("ttl", time.Hour, "lifetime, at most 720h")
+	dbURL := fs.String("database-url", "", "registry whose audit trail records the token (default $"+envDatabaseURL+"); without one the token is not recorded (development only)")
 	iflags := addIssuerFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(s.err, "usage: legiond token issue --role ROLE [--partner ID] [--customer ID]... [--site ID]... [--scope S]... [--subject S] [--ttl 1h] [--data-dir DIR]")
@@ -175,7 +177,18 @@ func runTokenIssue(_ context.Context, args []string, s stdio) int {
 		fmt.Fprintf(s.err, "legiond token issue: %v\n", err)
 		return exitFailure
 	}
-	tok, err := iss.Issue(c, *ttl)
+	if url := firstNonEmpty(*dbURL, os.Getenv(envDatabaseURL)); url != "" {
+		store, err := postgres.Open(ctx, postgres.Config{DSN: url, MaxConns: 1})
+		if err != nil {
+			fmt.Fprintf(s.err, "legiond token issue: %v\n", err)
+			return exitFailure
+		}
+		defer store.Close()
+		iss = iss.WithOnIssue(tokenAudit(store, defaultActor()))
+	} else {
+		fmt.Fprintln(s.err, "legiond token issue: no database: this token is not recorded in the audit trail (development only)")
+	}
+	tok, err := iss.IssueContext(ctx, c, *ttl)
 	if err != nil {
 		fmt.Fprintf(s.err, "legiond token issue: %v\n", err)
 		return exitUsage

@@ -115,7 +115,7 @@ func TestTokenIssueErrors(t *testing.T) {
 		{"unknown subcommand", []string{"mint"}, exitUsage, "unknown command"},
 		{"no role", []string{"issue", "--data-dir", dir}, exitUsage, "--role is required"},
 		{"unknown role", []string{"issue", "--data-dir", dir, "--role", "root"}, exitUsage, "unknown role"},
-		{"reserved role", []string{"issue", "--data-dir", dir, "--role", "support"}, exitUsage, "reserved"},
+		{"support with a customer", []string{"issue", "--data-dir", dir, "--role", "support", "--customer", "0b8e2a0e-4c1f-4d8a-9a51-6a3f7c1e2d40"}, exitUsage, "break-glass"},
 		{"customer admin without customer", []string{"issue", "--data-dir", dir, "--role", "customer_admin"}, exitUsage, "customer_ids"},
 		{"bad customer id", []string{"issue", "--data-dir", dir, "--role", "viewer", "--customer", "acme"}, exitUsage, "not a UUID"},
 		{"ttl too long", []string{"issue", "--data-dir", dir, "--role", "platform_admin", "--ttl", "1000h"}, exitUsage, "lifetime"},

@@ -87,7 +87,8 @@ var constraintFields = map[string]string{
 	"role_grants_user_fk": "user_id", "role_grants_api_client_fk": "api_client_id",
 	"role_grants_partner_fk": "partner_id", "role_grants_customer_fk": "customer_id", "role_grants_site_fk": "site_id",
 	"sites_country_eea": "country", "sites_rule_profile": "rule_profile", "tap_points_kind": "kind",
-	"devices_activation": "activation",
+	"devices_activation":      "activation",
+	"break_glass_customer_fk": "customer_id", "break_glass_reason_len": "reason", "break_glass_window": "duration",
 }
 
 // mapErr turns driver errors into this package's typed errors. op names

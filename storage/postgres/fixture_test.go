@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -21,6 +22,8 @@ type tenantFixture struct {
 	Grant    RoleGrant
 	DataKey  uuid.UUID
 	Keys     DeviceKeys
+	// BreakGlass is a support user's grant on the customer.
+	BreakGlass BreakGlassGrant
 }
 
 // partnerFixture is a partner with partner-owned rows.
@@ -118,6 +121,11 @@ func buildTenant(ctx context.Context, t testing.TB, tx *Tx, partner *uuid.UUID, 
 	f.Client, _, err = tx.APIClients().Create(ctx, NewAPIClient{CustomerID: &f.Customer.ID, Name: name + " integration"})
 	must(err)
 	f.Grant, err = tx.RoleGrants().Create(ctx, NewRoleGrant{UserID: &f.User.ID, Role: RoleManager, SiteID: &f.Site.ID})
+	must(err)
+	// Inserted directly: Create would also append to the audit log, which
+	// the audit tests expect empty after the fixture.
+	f.BreakGlass, err = scanBreakGlass(tx.tx.QueryRow(ctx, `INSERT INTO break_glass_grants (customer_id, subject, reason, starts_at, expires_at)
+		VALUES ($1, $2, $3, $4, $5) RETURNING `+grantBGCols, f.Customer.ID, "support-"+name, "ticket 42: "+name, time.Now(), time.Now().Add(time.Hour)))
 	must(err)
 	return f
 }

@@ -15,9 +15,8 @@ import (
 // GDPR requests about a person who signs in (users: staff, partner and
 // customer users, technicians).
 //
-// What identifies a person in the registry is the users row: e-mail and
-// display name (the schema has no phone number column; add it to
-// eraseUser when one appears). Everything else refers to people by id:
+// What identifies a person in the registry is the users row: e-mail,
+// display name and phone number (add new personal columns to eraseUser). Everything else refers to people by id:
 // role grants by user_id; audit columns, audit entries and the logbook
 // (alarm acknowledgements, corrective actions) by the actor string
 // "user:<id>". Erasure therefore pseudonymises the users row in place and
@@ -72,6 +71,17 @@ type ErasureReport struct {
 func (s *Store) ExportPerson(ctx context.Context, scope Scope, userID uuid.UUID) ([]byte, error) {
 	var out []byte
 	err := s.InTx(ctx, scope, func(tx *Tx) error {
+		var err error
+		out, err = tx.ExportPerson(ctx, userID)
+		return err
+	})
+	return out, err
+}
+
+// ExportPerson is Store.ExportPerson inside this transaction.
+func (t *Tx) ExportPerson(ctx context.Context, userID uuid.UUID) ([]byte, error) {
+	var out []byte
+	err := func(tx *Tx) error {
 		exp, err := tx.exportPerson(ctx, userID)
 		if err != nil {
 			return err
@@ -85,7 +95,7 @@ func (s *Store) ExportPerson(ctx context.Context, scope Scope, userID uuid.UUID)
 		}
 		out, err = json.MarshalIndent(exp, "", "  ")
 		return err
-	})
+	}(t)
 	if err != nil {
 		return nil, fmt.Errorf("export person: %w", err)
 	}
@@ -144,14 +154,25 @@ func (t *Tx) auditOf(ctx context.Context, where string, args ...any) ([]AuditRec
 // the scope's actor) as the actor and only the id and pseudonym as
 // details. The user must be visible in scope.
 func (s *Store) ErasePerson(ctx context.Context, scope Scope, userID uuid.UUID, by string) (ErasureReport, error) {
-	rep := ErasureReport{UserID: userID, Pseudonym: Pseudonym(userID)}
+	var rep ErasureReport
 	err := s.InTx(ctx, scope, func(tx *Tx) error {
+		var err error
+		rep, err = tx.ErasePerson(ctx, userID, by)
+		return err
+	})
+	return rep, err
+}
+
+// ErasePerson is Store.ErasePerson inside this transaction.
+func (t *Tx) ErasePerson(ctx context.Context, userID uuid.UUID, by string) (ErasureReport, error) {
+	rep := ErasureReport{UserID: userID, Pseudonym: Pseudonym(userID)}
+	err := func(tx *Tx) error {
 		u, err := scanUser(tx.tx.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE id = $1 FOR UPDATE`, userID))
 		if err != nil {
 			return mapErr("get user", err)
 		}
 		email := rep.Pseudonym + "@" + erasedEmailDomain
-		rep.AlreadyErased = u.Email == email && u.DisplayName == rep.Pseudonym && u.Disabled
+		rep.AlreadyErased = u.Email == email && u.DisplayName == rep.Pseudonym && u.Phone == "" && u.Disabled
 		if err := eraseUser(ctx, tx, userID, rep.Pseudonym, email); err != nil {
 			return err
 		}
@@ -171,7 +192,7 @@ func (s *Store) ErasePerson(ctx context.Context, scope Scope, userID uuid.UUID, 
 		})
 		rep.AuditSeq = rec.Seq
 		return err
-	})
+	}(t)
 	if err != nil {
 		return ErasureReport{}, fmt.Errorf("erase person: %w", err)
 	}
@@ -180,7 +201,7 @@ func (s *Store) ErasePerson(ctx context.Context, scope Scope, userID uuid.UUID, 
 
 // eraseUser pseudonymises every column of users that identifies a person.
 func eraseUser(ctx context.Context, tx *Tx, userID uuid.UUID, pseudonym, email string) error {
-	tag, err := tx.tx.Exec(ctx, `UPDATE users SET email = $2, display_name = $3, disabled = true WHERE id = $1`,
+	tag, err := tx.tx.Exec(ctx, `UPDATE users SET email = $2, display_name = $3, phone = '', disabled = true WHERE id = $1`,
 		userID, email, pseudonym)
 	if err != nil {
 		return mapErr("pseudonymise user", err)

@@ -158,6 +158,7 @@ type User struct {
 	CustomerID  *uuid.UUID `json:"customer_id,omitempty"`
 	Email       string     `json:"email"`
 	DisplayName string     `json:"display_name,omitempty"`
+	Phone       string     `json:"phone,omitempty"`
 	Disabled    bool       `json:"disabled"`
 	Audit
 }
@@ -169,6 +170,9 @@ type NewUser struct {
 	CustomerID  *uuid.UUID
 	Email       string
 	DisplayName string
+	// Phone is an optional contact number: digits, spaces and + ( ) . / -,
+	// at most 32 characters.
+	Phone string
 }
 
 // Users is the user repository of a transaction.
@@ -177,11 +181,11 @@ type Users struct{ t *Tx }
 // Users returns the user repository.
 func (t *Tx) Users() Users { return Users{t} }
 
-const userCols = `id, partner_id, customer_id, email, display_name, disabled, ` + auditCols
+const userCols = `id, partner_id, customer_id, email, display_name, phone, disabled, ` + auditCols
 
 func scanUser(row pgx.Row) (User, error) {
 	var u User
-	err := row.Scan(append([]any{&u.ID, &u.PartnerID, &u.CustomerID, &u.Email, &u.DisplayName, &u.Disabled}, u.dest()...)...)
+	err := row.Scan(append([]any{&u.ID, &u.PartnerID, &u.CustomerID, &u.Email, &u.DisplayName, &u.Phone, &u.Disabled}, u.dest()...)...)
 	return u, err
 }
 
@@ -198,12 +202,19 @@ func (r Users) Create(ctx context.Context, in NewUser) (User, error) {
 	if err != nil {
 		return User{}, err
 	}
+	phone, err := checkText("phone", in.Phone, false, 32)
+	if err != nil {
+		return User{}, err
+	}
+	if strings.Trim(phone, "+0123456789 ()./-") != "" {
+		return User{}, fieldErr("phone", "digits, spaces and + ( ) . / - only")
+	}
 	partner, customer, err := r.t.owner(ctx, optID(in.PartnerID), optID(in.CustomerID), true)
 	if err != nil {
 		return User{}, err
 	}
-	u, err := scanUser(r.t.tx.QueryRow(ctx, `INSERT INTO users (partner_id, customer_id, email, display_name)
-		VALUES ($1, $2, $3, $4) RETURNING `+userCols, nullID(partner), nullID(customer), email, display))
+	u, err := scanUser(r.t.tx.QueryRow(ctx, `INSERT INTO users (partner_id, customer_id, email, display_name, phone)
+		VALUES ($1, $2, $3, $4, $5) RETURNING `+userCols, nullID(partner), nullID(customer), email, display, phone))
 	return u, mapErr("create user", err)
 }
 

@@ -41,6 +41,7 @@ var tenantTables = []tenantTable{
 	{"users", "id", custOwned, ownerPart},
 	{"api_clients", "id", custOwned, ownerPart},
 	{"role_grants", "id", custOwned, ownerPart},
+	{"break_glass_grants", "id", custOwned, custOfPart},
 }
 
 func TestRLSCoversEveryTable(t *testing.T) {
@@ -261,6 +262,7 @@ func TestRLSWritesIntoOtherTenantFail(t *testing.T) {
 			"partners": wc.vPartner.Partner.ID, "customers": v.Customer.ID, "data_keys": v.DataKey,
 			"sites": v.Site.ID, "tap_points": v.Tap.ID, "devices": v.Device[:], "gateways": v.Gateway[:],
 			"users": v.User.ID, "api_clients": v.Client.ID, "role_grants": v.Grant.ID,
+			"break_glass_grants": v.BreakGlass.ID,
 		}
 		inserts := []struct {
 			table, sql string
@@ -280,6 +282,10 @@ func TestRLSWritesIntoOtherTenantFail(t *testing.T) {
 			{"api_clients", `INSERT INTO api_clients (client_id, customer_id, name, secret_hash) VALUES ('lgc_evil0001', $1, 'evil', sha256('x'))`, []any{v.Customer.ID}},
 			{"role_grants", `INSERT INTO role_grants (user_id, role, customer_id) VALUES ($1, 'admin', $2)`, []any{v.User.ID, v.Customer.ID}},
 			{"role_grants", `INSERT INTO role_grants (user_id, role) VALUES ($1, 'admin')`, []any{wc.own.User.ID}}, // platform-wide grant
+			{"break_glass_grants", `INSERT INTO break_glass_grants (customer_id, subject, reason, starts_at, expires_at)
+				VALUES ($1, 'evil', 'evil', now(), now() + interval '1 hour')`, []any{v.Customer.ID}},
+			{"break_glass_grants", `INSERT INTO break_glass_grants (customer_id, subject, reason, starts_at, expires_at)
+				VALUES ($1, 'evil', 'own customer: only the platform grants', now(), now() + interval '1 hour')`, []any{wc.own.Customer.ID}},
 		}
 		for i, ins := range inserts {
 			t.Run(fmt.Sprintf("%s/insert %s #%d", wc.name, ins.table, i), func(t *testing.T) {
@@ -307,8 +313,9 @@ func TestRLSWritesIntoOtherTenantFail(t *testing.T) {
 					deleted = tag.RowsAffected()
 					return err
 				})
-				if tt.name == "data_keys" {
-					// The application role may not update or delete data keys at all.
+				if tt.name == "data_keys" || tt.name == "break_glass_grants" {
+					// The application role may not update or delete data
+					// keys at all, nor delete or edit grants.
 					if err == nil {
 						t.Fatal("UPDATE data_keys succeeded")
 					}
@@ -325,7 +332,7 @@ func TestRLSWritesIntoOtherTenantFail(t *testing.T) {
 				})
 				var exists bool
 				var by string
-				if err := admin.QueryRow(ctx, `SELECT true, updated_by FROM legiond.`+tt.name+` WHERE `+tt.pk+` = $1`, pk).Scan(&exists, &by); err != nil {
+				if err := admin.QueryRow(ctx, `SELECT true, coalesce(to_jsonb(x) ->> 'updated_by', '') FROM legiond.`+tt.name+` x WHERE `+tt.pk+` = $1`, pk).Scan(&exists, &by); err != nil {
 					t.Fatalf("victim row of %s gone: %v", tt.name, err)
 				}
 				if by == wc.attacker.Actor {
