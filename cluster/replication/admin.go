@@ -22,7 +22,7 @@ func ChangeMembership(ctx context.Context, clientTLS *tls.Config, seeds []string
 	if address != "" {
 		op, body = opVoter, appendShort(body, address)
 	}
-	g := &Group{fwdC: newFwdClient(clientTLS, DefaultDialTimeout, 1<<20)}
+	g := &Group{fwdC: newFwdClient(clientTLS, DefaultDialTimeout, 1<<20, nil)}
 	defer g.fwdC.close()
 	var lastErr error
 	for attempt := 0; ; attempt++ {

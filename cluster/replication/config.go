@@ -145,6 +145,10 @@ type Config struct {
 	// miss costs one store read). Default 262,144.
 	VersionCacheSize int
 
+	// Faults, when set, lets a test or drill cut this member off its peers
+	// (Faults.Isolate). Nil in production.
+	Faults *Faults
+
 	// Logger receives lifecycle events and hashicorp/raft's own log lines
 	// at RaftLogLevel and above. Default: discard.
 	Logger *slog.Logger

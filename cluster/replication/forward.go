@@ -99,14 +99,15 @@ type fwdClient struct {
 	tls         *tls.Config
 	dialTimeout time.Duration
 	maxFrame    int
+	faults      *Faults
 
 	mu     sync.Mutex
 	idle   map[string][]*fwdConn
 	closed bool
 }
 
-func newFwdClient(clientTLS *tls.Config, dialTimeout time.Duration, maxFrame int) *fwdClient {
-	return &fwdClient{tls: clientTLS, dialTimeout: dialTimeout, maxFrame: maxFrame, idle: make(map[string][]*fwdConn)}
+func newFwdClient(clientTLS *tls.Config, dialTimeout time.Duration, maxFrame int, faults *Faults) *fwdClient {
+	return &fwdClient{tls: clientTLS, dialTimeout: dialTimeout, maxFrame: maxFrame, faults: faults, idle: make(map[string][]*fwdConn)}
 }
 
 // errNotSent marks a call that failed before the peer could act on it
@@ -164,7 +165,7 @@ func (c *fwdClient) get(ctx context.Context, addr string) (*fwdConn, error) {
 	c.mu.Unlock()
 	dctx, cancel := context.WithTimeout(ctx, c.dialTimeout)
 	defer cancel()
-	tc, err := dialTLS(dctx, addr, c.tls, alpnForward)
+	tc, err := dialTLS(dctx, addr, c.tls, alpnForward, c.faults)
 	if err != nil {
 		return nil, err
 	}

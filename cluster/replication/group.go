@@ -148,9 +148,9 @@ func (g *Group) Start(ctx context.Context) (err error) {
 	}
 
 	maxFrame := cfg.MaxCommandBytes + 1<<20
-	g.fwdC = newFwdClient(cfg.TLSClient, cfg.DialTimeout, maxFrame)
+	g.fwdC = newFwdClient(cfg.TLSClient, cfg.DialTimeout, maxFrame, cfg.Faults)
 	g.fwdS = newFwdServer(maxFrame, g.handleForward)
-	g.mux = newMux(ln, g.addr, cfg.TLSServer, cfg.DialTimeout, g.log, g.fwdS.serve)
+	g.mux = newMux(ln, g.addr, cfg.TLSServer, cfg.DialTimeout, g.log, g.fwdS.serve, cfg.Faults)
 	cleanup = append(cleanup, func() { g.fwdS.close(); _ = g.mux.close(); g.fwdC.close() })
 	g.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  &streamLayer{m: g.mux, clientTLS: cfg.TLSClient, dialTimeout: cfg.DialTimeout},

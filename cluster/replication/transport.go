@@ -35,6 +35,7 @@ type mux struct {
 	handshakeTimeout time.Duration
 	log              *slog.Logger
 	forward          func(*tls.Conn) // serves one forward connection
+	faults           *Faults
 
 	raftConns chan net.Conn
 	pending   chan struct{} // handshake slots
@@ -45,7 +46,7 @@ type mux struct {
 	accepted, refused atomic.Uint64
 }
 
-func newMux(ln net.Listener, advertise string, serverTLS *tls.Config, handshakeTimeout time.Duration, log *slog.Logger, forward func(*tls.Conn)) *mux {
+func newMux(ln net.Listener, advertise string, serverTLS *tls.Config, handshakeTimeout time.Duration, log *slog.Logger, forward func(*tls.Conn), faults *Faults) *mux {
 	cfg := serverTLS.Clone()
 	cfg.MinVersion = tls.VersionTLS13
 	cfg.NextProtos = []string{alpnRaft, alpnForward}
@@ -56,6 +57,7 @@ func newMux(ln net.Listener, advertise string, serverTLS *tls.Config, handshakeT
 		handshakeTimeout: handshakeTimeout,
 		log:              log,
 		forward:          forward,
+		faults:           faults,
 		raftConns:        make(chan net.Conn, raftAcceptBacklog),
 		pending:          make(chan struct{}, maxPendingHandshakes),
 		closing:          make(chan struct{}),
@@ -90,6 +92,9 @@ func (m *mux) acceptLoop() {
 			continue
 		}
 		delay = 0
+		if raw, err = m.faults.wrap(raw); err != nil {
+			continue
+		}
 		select {
 		case m.pending <- struct{}{}:
 		default: // too many handshakes in progress: shed
@@ -193,7 +198,7 @@ func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return dialTLS(ctx, string(address), s.clientTLS, alpnRaft)
+	return dialTLS(ctx, string(address), s.clientTLS, alpnRaft, s.m.faults)
 }
 
 type advAddr string
@@ -205,7 +210,7 @@ func (a advAddr) String() string  { return string(a) }
 // only proto. With TLS 1.3 the client finishes its handshake before the
 // server has checked the client certificate: a refusal shows as an error on
 // the first read (a "remote error" alert, see isTLSRefusal).
-func dialTLS(ctx context.Context, address string, base *tls.Config, proto string) (*tls.Conn, error) {
+func dialTLS(ctx context.Context, address string, base *tls.Config, proto string, faults *Faults) (*tls.Conn, error) {
 	cfg := base.Clone()
 	cfg.MinVersion = tls.VersionTLS13
 	cfg.NextProtos = []string{proto}
@@ -218,6 +223,9 @@ func dialTLS(ctx context.Context, address string, base *tls.Config, proto string
 	}
 	var d net.Dialer
 	raw, err := d.DialContext(ctx, "tcp", address)
+	if err == nil {
+		raw, err = faults.wrap(raw)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", address, err)
 	}

@@ -246,7 +246,8 @@ func TestClusterFaults(t *testing.T) {
 	produceSlice(3)
 
 	// Drain: on every member, the replicated offsets reach the end of
-	// every input partition.
+	// every input partition (at least: the members themselves append to
+	// lorawan.gateway.seen, again when a frame is redelivered).
 	for _, topic := range []string{streams.TopicUplink, streams.TopicGatewayStats, streams.TopicGatewaySeen} {
 		ends, err := endOffsets(ctx, brokers, topic, partitions)
 		if err != nil {
@@ -259,7 +260,7 @@ func TestClusterFaults(t *testing.T) {
 					return false
 				}
 				for p, end := range ends {
-					if end > 0 && got[strconv.Itoa(p)] != float64(end) {
+					if end > 0 && got[strconv.Itoa(p)] < float64(end) {
 						return false
 					}
 				}
