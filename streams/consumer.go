@@ -148,6 +148,34 @@ type ConsumerConfig struct {
 	// end of a partition instead of its beginning. Default: false, so no
 	// frame already in Kafka is skipped.
 	StartAtLatest bool
+
+	// OnCommit, when set, receives every offset about to be committed,
+	// before the Kafka commit, and must make them durable where the
+	// Handler's state lives (the node writes them into its twin store).
+	// A checkpoint of that state then carries the offsets it covers, so a
+	// restored backup knows where to resume. An error skips the Kafka
+	// commit of this round (counted in CommitErrors); the same offsets
+	// (or later ones) are offered again on the next round. ctx bounds the
+	// call by RebalanceTimeout. Default nil: Kafka only.
+	OnCommit func(ctx context.Context, offsets []Offset) error
+
+	// StartOffset, when set, is asked for the next offset to read of each
+	// partition when it is assigned. When it reports an offset lower than
+	// the group's committed one, the partition starts there instead: the
+	// state behind the Handler is older than Kafka's commit (a restored
+	// backup), and the records in between must be applied again. Replaying
+	// is safe (the Handler recognises what it already holds); skipping is
+	// not. A higher or missing offset changes nothing: Kafka's commit, or
+	// the group's start position without one, rules. Default nil.
+	StartOffset func(topic string, partition int) (offset int64, ok bool)
+}
+
+// Offset is one partition's next offset to read: every record before it
+// is complete.
+type Offset struct {
+	Topic     string
+	Partition int
+	Offset    int64
 }
 
 // Validate fills defaults into zero fields and reports the first invalid
@@ -238,10 +266,12 @@ type Consumer struct {
 	dialer  *kafka.Dialer
 
 	started atomic.Bool
-	mu      sync.Mutex
-	closing bool
-	cancel  context.CancelFunc
-	stopped chan struct{}
+	// onCommitFailing: the last OnCommit failed (logged once per outage).
+	onCommitFailing atomic.Bool
+	mu              sync.Mutex
+	closing         bool
+	cancel          context.CancelFunc
+	stopped         chan struct{}
 }
 
 // NewConsumer returns a Consumer; Run starts it. metrics may be nil.
@@ -381,8 +411,10 @@ func (c *Consumer) runGeneration(runCtx, gctx context.Context, gen *kafka.Genera
 	committed := map[topicPartition]int64{}
 	for topic, parts := range gen.Assignments {
 		for _, pa := range parts {
-			s := newSession(c, runCtx, topic, pa.ID, pa.Offset)
+			s := newSession(c, runCtx, topic, pa.ID, c.startOffset(topic, pa.ID, pa.Offset))
 			sessions = append(sessions, s)
+			// Kafka's commit, not a lower start: nothing is committed
+			// (to Kafka or through OnCommit) until the replay passes it.
 			committed[topicPartition{topic, pa.ID}] = max(pa.Offset, -1)
 			wg.Go(func() { s.run(gctx) })
 		}
@@ -403,10 +435,29 @@ func (c *Consumer) runGeneration(runCtx, gctx context.Context, gen *kafka.Genera
 	c.commit(gen, sessions, committed)
 }
 
+// startOffset is where an assigned partition starts: Kafka's committed
+// offset (or the group's FirstOffset/LastOffset marker without one), or
+// the lower offset StartOffset reports.
+func (c *Consumer) startOffset(topic string, partition int, committed int64) int64 {
+	if c.cfg.StartOffset == nil || committed < 0 {
+		return committed
+	}
+	off, ok := c.cfg.StartOffset(topic, partition)
+	if !ok || off < 0 || off >= committed {
+		return committed
+	}
+	c.metrics.Rewinds.Add(1)
+	c.logger.Warn("kafka partition starts before the group's committed offset: the stored state is older (restored backup?); replaying",
+		"topic", topic, "partition", partition, "stored", off, "committed", committed, "replay", committed-off)
+	return off
+}
+
 // commit commits every session's committable offset that moved since the
-// last successful commit, in one request through gen.
+// last successful commit, in one request through gen, after handing them
+// to OnCommit.
 func (c *Consumer) commit(gen *kafka.Generation, sessions []*session, committed map[topicPartition]int64) {
 	offsets := map[string]map[int]int64{}
+	var list []Offset
 	var advance int64
 	for _, s := range sessions {
 		off := s.committable.Load()
@@ -418,10 +469,27 @@ func (c *Consumer) commit(gen *kafka.Generation, sessions []*session, committed 
 			offsets[s.topic] = map[int]int64{}
 		}
 		offsets[s.topic][s.partition] = off
+		list = append(list, Offset{Topic: s.topic, Partition: s.partition, Offset: off})
 		advance += off - max(committed[tp], s.firstFetched.Load())
 	}
 	if len(offsets) == 0 {
 		return
+	}
+	if c.cfg.OnCommit != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.RebalanceTimeout)
+		err := c.cfg.OnCommit(ctx, list)
+		cancel()
+		if err != nil {
+			c.metrics.CommitErrors.Add(1)
+			if !c.onCommitFailing.Swap(true) { // log once per outage
+				c.logger.Warn("offsets not stored; Kafka commits wait until they are",
+					"group", c.cfg.GroupID, "generation", gen.ID, "err", err)
+			}
+			return
+		}
+		if c.onCommitFailing.Swap(false) {
+			c.logger.Info("offsets stored again; Kafka commits resume", "group", c.cfg.GroupID)
+		}
 	}
 	if err := gen.CommitOffsets(offsets); err != nil {
 		c.metrics.CommitErrors.Add(1)
