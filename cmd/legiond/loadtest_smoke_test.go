@@ -32,6 +32,7 @@ func TestLoadtestSmoke(t *testing.T) {
 	dir := t.TempDir()
 	n, err := startNode(ctx, nodeConfig{
 		DataDir: filepath.Join(dir, "node"), Partitions: 2, DatabaseURL: reg.appDSN, MasterKeyFile: reg.keyFile,
+		StorageMasterKeyFile: reg.storageKeyFile,
 		MetricsAddr: "127.0.0.1:0",
 	})
 	if err != nil {
