@@ -171,7 +171,6 @@ func TestNodeTwinStoreEncryptedAtRest(t *testing.T) {
 	}
 }
 
-
 // storedOffsets reads the Kafka offsets kept in a stopped node's store.
 func storedOffsets(t *testing.T, dataDir, storageKeyFile string) map[pebblestore.TopicPartition]int64 {
 	t.Helper()

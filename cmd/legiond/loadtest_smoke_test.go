@@ -33,7 +33,7 @@ func TestLoadtestSmoke(t *testing.T) {
 	n, err := startNode(ctx, nodeConfig{
 		DataDir: filepath.Join(dir, "node"), Partitions: 2, DatabaseURL: reg.appDSN, MasterKeyFile: reg.keyFile,
 		StorageMasterKeyFile: reg.storageKeyFile,
-		MetricsAddr: "127.0.0.1:0",
+		MetricsAddr:          "127.0.0.1:0",
 	})
 	if err != nil {
 		t.Fatal(err)
