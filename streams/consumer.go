@@ -165,7 +165,9 @@ type ConsumerConfig struct {
 	// state behind the Handler is older than Kafka's commit (a restored
 	// backup), and the records in between must be applied again. Replaying
 	// is safe (the Handler recognises what it already holds); skipping is
-	// not. A higher or missing offset changes nothing: Kafka's commit, or
+	// not. The replay's progress reaches OnCommit as it advances; Kafka's
+	// commit never moves backwards and moves again once the replay passes
+	// it. A higher or missing offset changes nothing: Kafka's commit, or
 	// the group's start position without one, rules. Default nil.
 	StartOffset func(topic string, partition int) (offset int64, ok bool)
 }
@@ -408,14 +410,17 @@ type topicPartition struct {
 func (c *Consumer) runGeneration(runCtx, gctx context.Context, gen *kafka.Generation) {
 	var wg sync.WaitGroup
 	var sessions []*session
-	committed := map[topicPartition]int64{}
+	marks := commitMarks{kafka: map[topicPartition]int64{}, stored: map[topicPartition]int64{}}
 	for topic, parts := range gen.Assignments {
 		for _, pa := range parts {
-			s := newSession(c, runCtx, topic, pa.ID, c.startOffset(topic, pa.ID, pa.Offset))
+			start := c.startOffset(topic, pa.ID, pa.Offset)
+			s := newSession(c, runCtx, topic, pa.ID, start)
 			sessions = append(sessions, s)
-			// Kafka's commit, not a lower start: nothing is committed
-			// (to Kafka or through OnCommit) until the replay passes it.
-			committed[topicPartition{topic, pa.ID}] = max(pa.Offset, -1)
+			tp := topicPartition{topic, pa.ID}
+			// A replay from a lower stored offset is stored as it
+			// advances, but Kafka's commit moves only past its own.
+			marks.kafka[tp] = max(pa.Offset, -1)
+			marks.stored[tp] = max(start, -1)
 			wg.Go(func() { s.run(gctx) })
 		}
 	}
@@ -425,14 +430,20 @@ func (c *Consumer) runGeneration(runCtx, gctx context.Context, gen *kafka.Genera
 	for {
 		select {
 		case <-tick.C:
-			c.commit(gen, sessions, committed)
+			c.commit(gen, sessions, marks)
 			continue
 		case <-gctx.Done():
 		}
 		break
 	}
 	wg.Wait()
-	c.commit(gen, sessions, committed)
+	c.commit(gen, sessions, marks)
+}
+
+// commitMarks are a generation's last successful commits per partition:
+// to Kafka, and through OnCommit.
+type commitMarks struct {
+	kafka, stored map[topicPartition]int64
 }
 
 // startOffset is where an assigned partition starts: Kafka's committed
@@ -452,44 +463,58 @@ func (c *Consumer) startOffset(topic string, partition int, committed int64) int
 	return off
 }
 
-// commit commits every session's committable offset that moved since the
-// last successful commit, in one request through gen, after handing them
-// to OnCommit.
-func (c *Consumer) commit(gen *kafka.Generation, sessions []*session, committed map[topicPartition]int64) {
+// commit hands every session's committable offset that moved since the
+// last stored one to OnCommit, then, once they are stored, commits those
+// beyond Kafka's last commit in one request through gen. Kafka's commit
+// thus never runs ahead of the stored offsets, and never moves backwards.
+func (c *Consumer) commit(gen *kafka.Generation, sessions []*session, marks commitMarks) {
+	if c.cfg.OnCommit != nil {
+		var list []Offset
+		for _, s := range sessions {
+			off := s.committable.Load()
+			if off > marks.stored[topicPartition{s.topic, s.partition}] {
+				list = append(list, Offset{Topic: s.topic, Partition: s.partition, Offset: off})
+			}
+		}
+		if len(list) > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), c.cfg.RebalanceTimeout)
+			err := c.cfg.OnCommit(ctx, list)
+			cancel()
+			if err != nil {
+				c.metrics.CommitErrors.Add(1)
+				if !c.onCommitFailing.Swap(true) { // log once per outage
+					c.logger.Warn("offsets not stored; Kafka commits wait until they are",
+						"group", c.cfg.GroupID, "generation", gen.ID, "err", err)
+				}
+				return
+			}
+			if c.onCommitFailing.Swap(false) {
+				c.logger.Info("offsets stored again; Kafka commits resume", "group", c.cfg.GroupID)
+			}
+			for _, o := range list {
+				marks.stored[topicPartition{o.Topic, o.Partition}] = o.Offset
+			}
+		}
+	}
 	offsets := map[string]map[int]int64{}
-	var list []Offset
 	var advance int64
 	for _, s := range sessions {
-		off := s.committable.Load()
 		tp := topicPartition{s.topic, s.partition}
-		if off <= committed[tp] {
+		off := s.committable.Load()
+		if c.cfg.OnCommit != nil {
+			off = min(off, marks.stored[tp]) // what is stored, no more
+		}
+		if off <= marks.kafka[tp] {
 			continue
 		}
 		if offsets[s.topic] == nil {
 			offsets[s.topic] = map[int]int64{}
 		}
 		offsets[s.topic][s.partition] = off
-		list = append(list, Offset{Topic: s.topic, Partition: s.partition, Offset: off})
-		advance += off - max(committed[tp], s.firstFetched.Load())
+		advance += off - max(marks.kafka[tp], s.firstFetched.Load())
 	}
 	if len(offsets) == 0 {
 		return
-	}
-	if c.cfg.OnCommit != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.RebalanceTimeout)
-		err := c.cfg.OnCommit(ctx, list)
-		cancel()
-		if err != nil {
-			c.metrics.CommitErrors.Add(1)
-			if !c.onCommitFailing.Swap(true) { // log once per outage
-				c.logger.Warn("offsets not stored; Kafka commits wait until they are",
-					"group", c.cfg.GroupID, "generation", gen.ID, "err", err)
-			}
-			return
-		}
-		if c.onCommitFailing.Swap(false) {
-			c.logger.Info("offsets stored again; Kafka commits resume", "group", c.cfg.GroupID)
-		}
 	}
 	if err := gen.CommitOffsets(offsets); err != nil {
 		c.metrics.CommitErrors.Add(1)
@@ -506,7 +531,7 @@ func (c *Consumer) commit(gen *kafka.Generation, sessions []*session, committed 
 	c.metrics.CommittedRecords.Add(uint64(max(advance, 0)))
 	for topic, ps := range offsets {
 		for p, off := range ps {
-			committed[topicPartition{topic, p}] = off
+			marks.kafka[topicPartition{topic, p}] = off
 		}
 	}
 }

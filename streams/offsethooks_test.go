@@ -123,7 +123,9 @@ func TestConsumerStartOffsetRewinds(t *testing.T) {
 	// 0, partition 2 ahead of Kafka (ignored), partition 3 unknown.
 	stored := map[int]int64{0: ends[0] / 2, 1: 0, 2: ends[2] + 10}
 	var asked sync.Map
+	st := &offsetStore{}
 	cfg := testConsumerConfig(cc, "rewind")
+	cfg.OnCommit = st.onCommit
 	cfg.StartOffset = func(topic string, p int) (int64, bool) {
 		asked.Store(fmt.Sprintf("%s/%d", topic, p), true)
 		if topic != TopicUplink {
@@ -162,6 +164,13 @@ func TestConsumerStartOffsetRewinds(t *testing.T) {
 	h2.mu.Unlock()
 	if got := c2.Metrics().Rewinds.Load(); got != 2 {
 		t.Errorf("Rewinds %d, want 2", got)
+	}
+	// The replay's progress is stored up to the end.
+	for _, p := range []int{0, 1} {
+		eventually(t, 10*time.Second, func() (bool, string) {
+			got, _ := st.get(TopicUplink, p)
+			return got == ends[p], fmt.Sprintf("partition %d: stored %d, end %d", p, got, ends[p])
+		})
 	}
 	// Kafka's committed offsets stay at the end throughout.
 	for p, off := range committedOffsets(t, cc, "rewind", TopicUplink) {
