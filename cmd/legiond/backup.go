@@ -662,7 +662,7 @@ func runRestore(ctx context.Context, args []string, s stdio) int {
 	}
 	if m.NodeData != nil && *dataDir != "" {
 		if m.NodeData.KeyStore != "" {
-			fmt.Fprintf(s.out, "  node data in %s: start the node with the storage master key of %s ($%s or --master-key-file)\n", *dataDir, m.Node, encfs.EnvMasterKey)
+			fmt.Fprintf(s.out, "  node data in %s: start the node with the storage master key of %s ($%s or legiond run --storage-master-key-file)\n", *dataDir, m.Node, encfs.EnvMasterKey)
 		} else {
 			fmt.Fprintf(s.out, "  node data in %s (plaintext store)\n", *dataDir)
 		}

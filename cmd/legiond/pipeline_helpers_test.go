@@ -34,7 +34,14 @@ type registry struct {
 	// storageKeyFile holds a storage master key for the node's encrypted
 	// twin store.
 	storageKeyFile string
+	// srv is the server and db the database (the DR drill drops it).
+	srv *pgtest.Server
+	db  string
 }
+
+// registryAppPassword is the application role's password in the test
+// registries.
+const registryAppPassword = "pipeline-test-password"
 
 // startRegistry starts (or reuses, with $DATABASE_URL) a PostgreSQL server,
 // creates a fresh migrated database and a master key file, and opens the
@@ -53,7 +60,7 @@ func startRegistry(tb testing.TB, ctx context.Context) *registry {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = srv.DropDatabase(context.Background(), db) })
-	const pw = "pipeline-test-password"
+	const pw = registryAppPassword
 	if _, err := postgres.Migrate(ctx, postgres.MigrateConfig{DSN: srv.DSN(db), AppPassword: pw}); err != nil {
 		tb.Fatal(err)
 	}
@@ -74,7 +81,8 @@ func startRegistry(tb testing.TB, ctx context.Context) *registry {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	r := &registry{appDSN: srv.UserDSN(db, postgres.AppRole, pw), keyFile: keyFile, adminDSN: srv.DSN(db), storageKeyFile: storageKeyFile}
+	r := &registry{appDSN: srv.UserDSN(db, postgres.AppRole, pw), keyFile: keyFile, adminDSN: srv.DSN(db), storageKeyFile: storageKeyFile,
+		srv: srv, db: db}
 	if r.store, err = postgres.Open(ctx, postgres.Config{DSN: r.appDSN, KeyRing: ring}); err != nil {
 		tb.Fatal(err)
 	}
