@@ -171,9 +171,12 @@ func runKeysEncrypt(args []string, s stdio) int {
 		return fail(fmt.Errorf("copy: %w (the plaintext store is unchanged)", err))
 	}
 	after, err := countStore(pebblestore.Config{Dir: dst, FS: efs})
-	if err != nil || after != before {
+	if err == nil && after != before {
+		err = fmt.Errorf("it holds %d twins and %d offsets, the plaintext store %d and %d", after.twins, after.offsets, before.twins, before.offsets)
+	}
+	if err != nil {
 		_ = os.RemoveAll(dst)
-		return fail(fmt.Errorf("the encrypted copy does not match (%+v, want %+v): %v; the plaintext store is unchanged", after, before, err))
+		return fail(fmt.Errorf("the encrypted copy does not check out: %w; the plaintext store is unchanged", err))
 	}
 	old := src + ".plaintext-old"
 	if err := os.Rename(src, old); err != nil {
