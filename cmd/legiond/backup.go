@@ -37,9 +37,9 @@ const (
 )
 
 // Node data-folder layouts the backup commands understand: the encrypted
-// one (encfs keystore in DATA/storage, twin store in DATA/storage/twins)
-// and the plaintext one the node uses while encryption is not wired in
-// (DATA/twins).
+// one every node uses (encfs keystore in DATA/storage, twin store in
+// DATA/storage/twins; see encryption.go) and the plaintext one of folders
+// from before encryption at rest and of tests (DATA/twins).
 const (
 	encryptedTwinDir = "storage/twins"
 	encryptedKeyRel  = "storage/" + encfs.KeyStoreFile
