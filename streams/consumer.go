@@ -148,6 +148,28 @@ type ConsumerConfig struct {
 	// end of a partition instead of its beginning. Default: false, so no
 	// frame already in Kafka is skipped.
 	StartAtLatest bool
+
+	// OnCommit, when set, receives every offset about to be committed,
+	// before the Kafka commit, and must make them durable where the
+	// Handler's state lives (the node writes them into its twin store).
+	// A checkpoint of that state then carries the offsets it covers, so a
+	// restored backup knows where to resume. An error skips the Kafka
+	// commit of this round (counted in CommitErrors); the same offsets
+	// (or later ones) are offered again on the next round. ctx bounds the
+	// call by RebalanceTimeout. Default nil: Kafka only.
+	OnCommit func(ctx context.Context, offsets []Offset) error
+
+	// StartOffset, when set, is asked for the next offset to read of each
+	// partition when it is assigned. When it reports an offset lower than
+	// the group's committed one, the partition starts there instead: the
+	// state behind the Handler is older than Kafka's commit (a restored
+	// backup), and the records in between must be applied again. Replaying
+	// is safe (the Handler recognises what it already holds); skipping is
+	// not. The replay's progress reaches OnCommit as it advances; Kafka's
+	// commit never moves backwards and moves again once the replay passes
+	// it. A higher or missing offset changes nothing: Kafka's commit, or
+	// the group's start position without one, rules. Default nil.
+	StartOffset func(topic string, partition int) (offset int64, ok bool)
 }
 
 // Validate fills defaults into zero fields and reports the first invalid
@@ -237,10 +259,12 @@ type Consumer struct {
 	env     *sessionEnv
 
 	started atomic.Bool
-	mu      sync.Mutex
-	closing bool
-	cancel  context.CancelFunc
-	stopped chan struct{}
+	// onCommitFailing: the last OnCommit failed (logged once per outage).
+	onCommitFailing atomic.Bool
+	mu              sync.Mutex
+	closing         bool
+	cancel          context.CancelFunc
+	stopped         chan struct{}
 }
 
 // NewConsumer returns a Consumer; Run starts it. metrics may be nil.
@@ -384,16 +408,21 @@ type topicPartition struct {
 func (c *Consumer) runGeneration(runCtx, gctx context.Context, gen *kafka.Generation) {
 	var wg sync.WaitGroup
 	var sessions []*session
-	committed := map[topicPartition]int64{}
+	marks := commitMarks{kafka: map[topicPartition]int64{}, stored: map[topicPartition]int64{}}
 	for topic, parts := range gen.Assignments {
 		for _, pa := range parts {
 			kind := kindGatewayStats
 			if topic == c.cfg.UplinkTopic {
 				kind = kindUplink
 			}
-			s := newSession(c.env, runCtx, topic, kind, pa.ID, pa.Offset)
+			start := c.startOffset(topic, pa.ID, pa.Offset)
+			s := newSession(c.env, runCtx, topic, kind, pa.ID, start)
 			sessions = append(sessions, s)
-			committed[topicPartition{topic, pa.ID}] = max(pa.Offset, -1)
+			tp := topicPartition{topic, pa.ID}
+			// A replay from a lower stored offset is stored as it
+			// advances, but Kafka's commit moves only past its own.
+			marks.kafka[tp] = max(pa.Offset, -1)
+			marks.stored[tp] = max(start, -1)
 			wg.Go(func() { s.run(gctx) })
 		}
 	}
@@ -403,32 +432,88 @@ func (c *Consumer) runGeneration(runCtx, gctx context.Context, gen *kafka.Genera
 	for {
 		select {
 		case <-tick.C:
-			c.commit(gen, sessions, committed)
+			c.commit(gen, sessions, marks)
 			continue
 		case <-gctx.Done():
 		}
 		break
 	}
 	wg.Wait()
-	c.commit(gen, sessions, committed)
+	c.commit(gen, sessions, marks)
 }
 
-// commit commits every session's committable offset that moved since the
-// last successful commit, in one request through gen.
-func (c *Consumer) commit(gen *kafka.Generation, sessions []*session, committed map[topicPartition]int64) {
+// commitMarks are a generation's last successful commits per partition:
+// to Kafka, and through OnCommit.
+type commitMarks struct {
+	kafka, stored map[topicPartition]int64
+}
+
+// startOffset is where an assigned partition starts: Kafka's committed
+// offset (or the group's FirstOffset/LastOffset marker without one), or
+// the lower offset StartOffset reports.
+func (c *Consumer) startOffset(topic string, partition int, committed int64) int64 {
+	if c.cfg.StartOffset == nil || committed < 0 {
+		return committed
+	}
+	off, ok := c.cfg.StartOffset(topic, partition)
+	if !ok || off < 0 || off >= committed {
+		return committed
+	}
+	c.metrics.Rewinds.Add(1)
+	c.logger.Warn("kafka partition starts before the group's committed offset: the stored state is older (restored backup?); replaying",
+		"topic", topic, "partition", partition, "stored", off, "committed", committed, "replay", committed-off)
+	return off
+}
+
+// commit hands every session's committable offset that moved since the
+// last stored one to OnCommit, then, once they are stored, commits those
+// beyond Kafka's last commit in one request through gen. Kafka's commit
+// thus never runs ahead of the stored offsets, and never moves backwards.
+func (c *Consumer) commit(gen *kafka.Generation, sessions []*session, marks commitMarks) {
+	if c.cfg.OnCommit != nil {
+		var list []Offset
+		for _, s := range sessions {
+			off := s.committable.Load()
+			if off > marks.stored[topicPartition{s.topic, s.partition}] {
+				list = append(list, Offset{Topic: s.topic, Partition: s.partition, Next: off})
+			}
+		}
+		if len(list) > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), c.cfg.RebalanceTimeout)
+			err := c.cfg.OnCommit(ctx, list)
+			cancel()
+			if err != nil {
+				c.metrics.CommitErrors.Add(1)
+				if !c.onCommitFailing.Swap(true) { // log once per outage
+					c.logger.Warn("offsets not stored; Kafka commits wait until they are",
+						"group", c.cfg.GroupID, "generation", gen.ID, "err", err)
+				}
+				return
+			}
+			if c.onCommitFailing.Swap(false) {
+				c.logger.Info("offsets stored again; Kafka commits resume", "group", c.cfg.GroupID)
+			}
+			for _, o := range list {
+				marks.stored[topicPartition{o.Topic, o.Partition}] = o.Next
+			}
+		}
+	}
 	offsets := map[string]map[int]int64{}
 	var advance int64
 	for _, s := range sessions {
-		off := s.committable.Load()
 		tp := topicPartition{s.topic, s.partition}
-		if off <= committed[tp] {
+		off := s.committable.Load()
+		if c.cfg.OnCommit != nil {
+			off = min(off, marks.stored[tp]) // what is stored, no more
+		}
+		if off <= marks.kafka[tp] {
 			continue
 		}
 		if offsets[s.topic] == nil {
 			offsets[s.topic] = map[int]int64{}
 		}
 		offsets[s.topic][s.partition] = off
-		advance += off - max(committed[tp], s.firstFetched.Load())
+		advance += off - max(marks.kafka[tp], s.firstFetched.Load())
 	}
 	if len(offsets) == 0 {
 		return
@@ -448,7 +533,7 @@ func (c *Consumer) commit(gen *kafka.Generation, sessions []*session, committed 
 	c.metrics.CommittedRecords.Add(uint64(max(advance, 0)))
 	for topic, ps := range offsets {
 		for p, off := range ps {
-			committed[topicPartition{topic, p}] = off
+			marks.kafka[topicPartition{topic, p}] = off
 		}
 	}
 }

@@ -20,7 +20,8 @@ type Metrics struct {
 	DLQErrors atomic.Uint64
 	// Commits counts successful offset commit requests and
 	// CommittedRecords the records they moved past; CommitErrors counts
-	// failed commit requests.
+	// failed commit requests, and rounds skipped because
+	// ConsumerConfig.OnCommit failed.
 	Commits          atomic.Uint64
 	CommittedRecords atomic.Uint64
 	CommitErrors     atomic.Uint64
@@ -30,6 +31,9 @@ type Metrics struct {
 	GroupErrors atomic.Uint64
 	// FetchErrors counts errors reading a partition (the reader retries).
 	FetchErrors atomic.Uint64
+	// Rewinds counts partitions started before the group's committed
+	// offset because ConsumerConfig.StartOffset reported an older one.
+	Rewinds atomic.Uint64
 	// Skipped counts fetched records refused because their offset did not
 	// increase (never seen in practice; defensive).
 	Skipped atomic.Uint64

@@ -37,9 +37,9 @@ const (
 )
 
 // Node data-folder layouts the backup commands understand: the encrypted
-// one (encfs keystore in DATA/storage, twin store in DATA/storage/twins)
-// and the plaintext one the node uses while encryption is not wired in
-// (DATA/twins).
+// one every node uses (encfs keystore in DATA/storage, twin store in
+// DATA/storage/twins; see encryption.go) and the plaintext one of folders
+// from before encryption at rest and of tests (DATA/twins).
 const (
 	encryptedTwinDir = "storage/twins"
 	encryptedKeyRel  = "storage/" + encfs.KeyStoreFile
@@ -662,7 +662,7 @@ func runRestore(ctx context.Context, args []string, s stdio) int {
 	}
 	if m.NodeData != nil && *dataDir != "" {
 		if m.NodeData.KeyStore != "" {
-			fmt.Fprintf(s.out, "  node data in %s: start the node with the storage master key of %s ($%s or --master-key-file)\n", *dataDir, m.Node, encfs.EnvMasterKey)
+			fmt.Fprintf(s.out, "  node data in %s: start the node with the storage master key of %s ($%s or legiond run --storage-master-key-file)\n", *dataDir, m.Node, encfs.EnvMasterKey)
 		} else {
 			fmt.Fprintf(s.out, "  node data in %s (plaintext store)\n", *dataDir)
 		}
@@ -673,17 +673,16 @@ func runRestore(ctx context.Context, args []string, s stdio) int {
 // ---- the schedule inside `legiond run` ----
 
 // backupScheduleFlags are the `legiond run` flags of the backup schedule.
-// Wiring (run.go/node.go): call register on run's FlagSet; after the twin
-// store is open, call scheduler and run it on the node's context:
-//
-//	sched, err := bf.scheduler(twinStore, dataDir, "twins", "", log, onRun)
-//	if sched != nil { go sched.Run(ctx) }
+// The node runs the scheduler they build (backupsched.go); `legiond dev`
+// fills them in itself (devBackupFlags).
 type backupScheduleFlags struct {
 	to, dbURL, identity string
 	dailyAt, weeklyOn   string
 	keepD, keepW, keepM int
 	rf                  recipientFlags
 	sf                  s3Flags
+	// clock is the scheduler's clock (tests); nil: the system clock.
+	clock backup.Clock
 }
 
 func (b *backupScheduleFlags) register(fs *flag.FlagSet) {
@@ -702,8 +701,9 @@ func (b *backupScheduleFlags) register(fs *flag.FlagSet) {
 
 // scheduler builds the schedule for a running node whose open twin store
 // lives at storeDir (relative to dataDir), with keyStore the encfs
-// keystore relative to dataDir ("" for a plaintext store). It returns nil
-// when --backup-to is not set.
+// keystore relative to dataDir ("" for a plaintext store). Every successful
+// run is recorded in the audit trail (backup.create) and then handed to
+// onRun, when set. It returns nil when --backup-to is not set.
 func (b *backupScheduleFlags) scheduler(store backup.PebbleCheckpointer, dataDir, storeDir, keyStore string, log *slog.Logger, onRun func(backup.RunReport)) (*backup.Scheduler, error) {
 	if b.to == "" {
 		return nil, nil
@@ -743,11 +743,8 @@ func (b *backupScheduleFlags) scheduler(store backup.PebbleCheckpointer, dataDir
 	if err != nil {
 		return nil, err
 	}
-	if onRun == nil {
-		onRun = func(r backup.RunReport) {
-			if !r.OK() {
-				return
-			}
+	audit := func(r backup.RunReport) {
+		if r.OK() {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			if err := appendAuditEntry(ctx, url, "node:backup", postgres.AuditEntry{
@@ -755,6 +752,9 @@ func (b *backupScheduleFlags) scheduler(store backup.PebbleCheckpointer, dataDir
 				Details: map[string]any{"kind": r.Kind, "bytes": r.Result.Size, "sha256": r.Result.SHA256}}); err != nil && log != nil {
 				log.Error("backup not recorded in the audit trail", "name", r.Result.Name, "err", err)
 			}
+		}
+		if onRun != nil {
+			onRun(r)
 		}
 	}
 	return backup.NewScheduler(backup.ScheduleConfig{
@@ -770,6 +770,7 @@ func (b *backupScheduleFlags) scheduler(store backup.PebbleCheckpointer, dataDir
 		DailyAt:    dailyAt,
 		WeeklyOn:   day,
 		Logger:     log,
-		OnRun:      onRun,
+		OnRun:      audit,
+		Clock:      b.clock,
 	})
 }

@@ -143,7 +143,8 @@ func TestClusterFaults(t *testing.T) {
 	for i, id := range ids {
 		m := &clusterMember{id: id, dataDir: filepath.Join(tmp, id)}
 		m.args = []string{"run", "--data-dir", m.dataDir, "--kafka-brokers", brokers[0], "--kafka-partitions", strconv.Itoa(partitions),
-			"--database-url", reg.appDSN, "--master-key-file", reg.keyFile, "--metrics-addr", "127.0.0.1:0",
+			"--database-url", reg.appDSN, "--master-key-file", reg.keyFile, "--storage-master-key-file", reg.storageKeyFile,
+			"--metrics-addr", "127.0.0.1:0",
 			"--kafka-drain-timeout", "1s", "--log-level", "warn",
 			"--node-id", id, "--cluster-addr", addrs[id], "--cluster-peers", strings.Join(peers, ","), "--cluster-ca-dir", caDir}
 		if i == 0 {
@@ -292,7 +293,7 @@ func TestClusterFaults(t *testing.T) {
 	}
 	ref := referenceSensors(t, cache, frames)
 	for _, m := range members {
-		got := storedSensors(t, m.dataDir)
+		got := storedSensors(t, m.dataDir, reg.storageKeyFile)
 		if len(got) != len(ref) || len(ref) != len(fl.Sensors()) {
 			t.Fatalf("%s: %d sensor twins stored, %d in the reference, want %d", m.id, len(got), len(ref), len(fl.Sensors()))
 		}

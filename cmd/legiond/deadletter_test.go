@@ -29,7 +29,8 @@ func TestDeadLetter(t *testing.T) {
 		t.Fatal(err)
 	}
 	dataDir := t.TempDir()
-	n, err := startNode(ctx, nodeConfig{DataDir: dataDir, Partitions: 2, DatabaseURL: reg.appDSN, MasterKeyFile: reg.keyFile})
+	n, err := startNode(ctx, nodeConfig{DataDir: dataDir, Partitions: 2, DatabaseURL: reg.appDSN, MasterKeyFile: reg.keyFile,
+		StorageMasterKeyFile: reg.storageKeyFile})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +151,7 @@ func TestDeadLetter(t *testing.T) {
 	if err := n.Close(); err != nil {
 		t.Fatal(err)
 	}
-	got := storedSensors(t, dataDir)
+	got := storedSensors(t, dataDir, reg.storageKeyFile)
 	if len(got) != len(fl.Sensors()) || len(ref) != len(got) {
 		t.Fatalf("%d sensor twins stored, %d in the reference, want %d", len(got), len(ref), len(fl.Sensors()))
 	}

@@ -88,7 +88,8 @@ func runDev(ctx context.Context, args []string, s stdio) int {
 	say("Legiond development system — data in %s (development keys and certificates only)", dataDir)
 	say("starting PostgreSQL, the embedded Kafka broker and the node …")
 
-	n, err := startNode(ctx, nodeConfig{DataDir: dataDir, Logger: log, MetricsAddr: *metricsAddr})
+	n, err := startNode(ctx, nodeConfig{DataDir: dataDir, Logger: log, MetricsAddr: *metricsAddr,
+		DevStorageKey: true, Backups: &nodeBackups{Dev: true}})
 	if err != nil {
 		return fail("start node", err)
 	}

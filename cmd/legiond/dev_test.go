@@ -61,6 +61,16 @@ func TestDevDemoShowsAlarms(t *testing.T) {
 	if len(types) < 4 {
 		t.Fatalf("alarm types seen: %v; want at least four", types)
 	}
+	// The twin store is encrypted under the development storage key, and
+	// backups go to the development backup identity.
+	for _, f := range []string{filepath.Join("storage", "STORAGE-KEYS"), filepath.Join("storage", "twins"), devBackupIdentityFile, "backups"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("legiond dev made no %s: %v", f, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, plainTwinDir)); err == nil {
+		t.Errorf("legiond dev made an unencrypted %s", plainTwinDir)
+	}
 }
 
 // syncBuffer is a bytes.Buffer safe for concurrent writers.

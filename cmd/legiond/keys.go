@@ -59,6 +59,8 @@ func keysCommands() map[string]keysCmd {
 			usage: "--data-dir DIR [--master-key-file F | --dev-master-key]", run: runKeysRotate},
 		"rewrap": {summary: "rewrap the storage data keys under a new master key (node stopped)",
 			usage: "--data-dir DIR [--master-key-file F | --dev-master-key] --new-master-key-file F2", run: runKeysRewrap},
+		"encrypt": {summary: "move a twin store from before encryption at rest (DATA/twins) into the encrypted layout (node stopped)",
+			usage: "--data-dir DIR [--master-key-file F | --dev-master-key]", run: runKeysEncrypt},
 		"generate-master-key": {summary: "print (or write, mode 0600) a new random storage master key",
 			usage: "[--out FILE]", run: runKeysGenerate},
 	}
@@ -67,7 +69,7 @@ func keysCommands() map[string]keysCmd {
 func keysUsage(w io.Writer) {
 	fmt.Fprintln(w, "usage: legiond keys <command> [flags]\n\nencryption at rest of the node's Pebble stores (DATA-DIR/storage); stop the node first:")
 	cmds := keysCommands()
-	for _, n := range []string{"status", "rotate", "rewrap", "generate-master-key"} {
+	for _, n := range []string{"status", "rotate", "rewrap", "encrypt", "generate-master-key"} {
 		fmt.Fprintf(w, "  %-20s %s\n      legiond keys %s %s\n", n, cmds[n].summary, n, cmds[n].usage)
 	}
 	fmt.Fprintf(w, "\nThe master key comes from --master-key-file, else $%s (64 hex characters or base64).\n", encfs.EnvMasterKey)

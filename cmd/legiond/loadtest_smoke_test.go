@@ -32,7 +32,8 @@ func TestLoadtestSmoke(t *testing.T) {
 	dir := t.TempDir()
 	n, err := startNode(ctx, nodeConfig{
 		DataDir: filepath.Join(dir, "node"), Partitions: 2, DatabaseURL: reg.appDSN, MasterKeyFile: reg.keyFile,
-		MetricsAddr: "127.0.0.1:0",
+		StorageMasterKeyFile: reg.storageKeyFile,
+		MetricsAddr:          "127.0.0.1:0",
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/legionelladossier/legiond/actors"
 	lorawanv1 "github.com/legionelladossier/legiond/proto/legiond/lorawan/v1"
+	"github.com/legionelladossier/legiond/storage/encfs"
 	"github.com/legionelladossier/legiond/storage/pebblestore"
 	"github.com/legionelladossier/legiond/storage/postgres"
 	"github.com/legionelladossier/legiond/storage/postgres/devdb"
@@ -33,9 +34,21 @@ const headerTwinReason = "twin_reason"
 
 // nodeConfig assembles one Legiond node. Zero fields take defaults.
 type nodeConfig struct {
-	// DataDir holds the twin store (twins/), the embedded broker's log
-	// (kafka/) and the development registry (registry/). Required.
+	// DataDir holds the encrypted twin store (storage/twins/, see
+	// encryption.go), the embedded broker's log (kafka/) and the
+	// development registry (registry/). Required.
 	DataDir string
+	// StorageMasterKeyFile holds the master key of the encrypted storage;
+	// default $LEGIOND_STORAGE_MASTER_KEY. DevStorageKey: without either,
+	// use (creating it) the DEVELOPMENT-ONLY key kept in DataDir/storage.
+	StorageMasterKeyFile string
+	DevStorageKey        bool
+	// PlaintextStore keeps the twin store unencrypted in DataDir/twins.
+	// Tests only (the control of the encryption test): no flag sets it.
+	PlaintextStore bool
+	// Backups runs the backup schedule inside the node; nil: none. See
+	// backupsched.go.
+	Backups *nodeBackups
 
 	// Kafka reaches the cluster. No brokers: the embedded development
 	// broker starts on BrokerAddr, persisted under DataDir/kafka.
@@ -85,6 +98,8 @@ type node struct {
 	pg       *postgres.Store
 	cache    *postgres.Cache
 	store    *pebblestore.Store
+	efs      *encfs.FS
+	backups  *backupRunner
 	events   *streams.EventProducer
 	dlq      *streams.DLQProducer
 	consumer *streams.Consumer
@@ -132,9 +147,6 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "twins"), 0o700); err != nil {
-		return nil, fmt.Errorf("node: %w", err)
-	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	n := &node{cfg: cfg, log: cfg.Logger, reg: cfg.Registry, cancel: cancel, smetrics: &streams.Metrics{}}
 	defer func() {
@@ -142,6 +154,12 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 			_ = n.Close()
 		}
 	}()
+
+	// Twin store first: a missing or wrong storage key fails the start
+	// before anything else runs.
+	if err := n.openTwinStore(); err != nil {
+		return nil, err
+	}
 
 	// Kafka: the given cluster, or the embedded development broker.
 	client := cfg.Kafka
@@ -181,12 +199,8 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 		return nil, fmt.Errorf("node: registry cache: %w", ctx.Err())
 	}
 
-	// Twin store.
-	n.store, err = pebblestore.Open(pebblestore.Config{
-		Dir: filepath.Join(cfg.DataDir, "twins"), Logger: n.log.With("component", "pebble"), NoSync: cfg.StoreNoSync,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("node: %w", err)
+	if err := n.startBackups(runCtx); err != nil {
+		return nil, err
 	}
 
 	// Producers.
@@ -235,6 +249,7 @@ func startNode(ctx context.Context, cfg nodeConfig) (_ *node, err error) {
 	}
 	ccfg := cfg.Consumer
 	ccfg.Client = client
+	n.storeOffsets(&ccfg)
 	n.consumer, err = streams.NewConsumer(ccfg, twinHandler{n.system}, reasonDLQ{n.dlq}, n.smetrics, n.log.With("component", "consumer"))
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
@@ -422,8 +437,12 @@ func (n *node) Close() error {
 		if n.cluster != nil && n.cluster.group != nil {
 			errs = append(errs, n.cluster.group.Shutdown())
 		}
+		errs = append(errs, n.stopBackups()) // it checkpoints the store
 		if n.store != nil {
 			errs = append(errs, n.store.Close())
+		}
+		if n.efs != nil {
+			errs = append(errs, n.efs.Close())
 		}
 		if n.http != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

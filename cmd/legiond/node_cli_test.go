@@ -8,11 +8,13 @@ import (
 	"time"
 
 	"github.com/legionelladossier/legiond/loadtest/fleet"
+	"github.com/legionelladossier/legiond/storage/encfs"
 	"github.com/legionelladossier/legiond/streams"
 	"github.com/legionelladossier/legiond/streams/devbroker"
 )
 
 func TestNodeCommandsUsage(t *testing.T) {
+	t.Setenv(encfs.EnvMasterKey, "")
 	tests := []struct {
 		name string
 		args []string
@@ -24,6 +26,9 @@ func TestNodeCommandsUsage(t *testing.T) {
 		{"run TLS without brokers", []string{"run", "--data-dir", t.TempDir(), "--kafka-tls"}, exitUsage, "need --kafka-brokers"},
 		{"run bad log level", []string{"run", "--data-dir", t.TempDir(), "--log-level", "loud"}, exitUsage, "log level"},
 		{"run help", []string{"run", "--help"}, exitOK, "usage: legiond run"},
+		// The storage opens first: no key fails before any connection.
+		{"run without a storage key", []string{"run", "--data-dir", t.TempDir(), "--database-url", "postgres://nobody@127.0.0.1:1/none",
+			"--metrics-addr", ""}, exitFailure, "--storage-master-key-file or set LEGIOND_STORAGE_MASTER_KEY"},
 		{"broker without data dir", []string{"broker"}, exitUsage, "--data-dir is required"},
 		{"broker bad flag", []string{"broker", "--nope"}, exitUsage, "flag provided but not defined"},
 		{"simulate without brokers", []string{"simulate"}, exitUsage, "--kafka-brokers is required"},

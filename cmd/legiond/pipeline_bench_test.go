@@ -70,7 +70,7 @@ func BenchmarkPipeline(b *testing.B) {
 			DataDir: filepath.Join(dir, "node"+strconv.Itoa(i)), Kafka: client, Partitions: partitions,
 			Consumer:    streams.ConsumerConfig{GroupID: fmt.Sprintf("bench-%d", i)},
 			Actors:      actors.Config{NoRecentEvents: os.Getenv("PIPELINE_NO_RECENT") != ""},
-			DatabaseURL: reg.appDSN, MasterKeyFile: reg.keyFile,
+			DatabaseURL: reg.appDSN, MasterKeyFile: reg.keyFile, StorageMasterKeyFile: reg.storageKeyFile,
 		})
 		if err != nil {
 			b.Fatal(err)

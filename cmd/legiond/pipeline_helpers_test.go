@@ -29,7 +29,19 @@ type registry struct {
 	appDSN  string
 	keyFile string
 	store   *postgres.Store
+	// adminDSN is the test database as the server's superuser (backups).
+	adminDSN string
+	// storageKeyFile holds a storage master key for the node's encrypted
+	// twin store.
+	storageKeyFile string
+	// srv is the server and db the database (the DR drill drops it).
+	srv *pgtest.Server
+	db  string
 }
+
+// registryAppPassword is the application role's password in the test
+// registries.
+const registryAppPassword = "pipeline-test-password"
 
 // startRegistry starts (or reuses, with $DATABASE_URL) a PostgreSQL server,
 // creates a fresh migrated database and a master key file, and opens the
@@ -48,15 +60,18 @@ func startRegistry(tb testing.TB, ctx context.Context) *registry {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = srv.DropDatabase(context.Background(), db) })
-	const pw = "pipeline-test-password"
+	const pw = registryAppPassword
 	if _, err := postgres.Migrate(ctx, postgres.MigrateConfig{DSN: srv.DSN(db), AppPassword: pw}); err != nil {
 		tb.Fatal(err)
 	}
-	keyFile := filepath.Join(tb.TempDir(), "master.key")
-	raw := make([]byte, 32)
-	_, _ = rand.Read(raw)
-	if err := os.WriteFile(keyFile, []byte(hex.EncodeToString(raw)+"\n"), 0o600); err != nil {
-		tb.Fatal(err)
+	keyDir := tb.TempDir()
+	keyFile, storageKeyFile := filepath.Join(keyDir, "master.key"), filepath.Join(keyDir, "storage.key")
+	for _, f := range []string{keyFile, storageKeyFile} {
+		raw := make([]byte, 32)
+		_, _ = rand.Read(raw)
+		if err := os.WriteFile(f, []byte(hex.EncodeToString(raw)+"\n"), 0o600); err != nil {
+			tb.Fatal(err)
+		}
 	}
 	mk, err := postgres.LoadMasterKeyFile(keyFile)
 	if err != nil {
@@ -66,7 +81,8 @@ func startRegistry(tb testing.TB, ctx context.Context) *registry {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	r := &registry{appDSN: srv.UserDSN(db, postgres.AppRole, pw), keyFile: keyFile}
+	r := &registry{appDSN: srv.UserDSN(db, postgres.AppRole, pw), keyFile: keyFile, adminDSN: srv.DSN(db), storageKeyFile: storageKeyFile,
+		srv: srv, db: db}
 	if r.store, err = postgres.Open(ctx, postgres.Config{DSN: r.appDSN, KeyRing: ring}); err != nil {
 		tb.Fatal(err)
 	}
@@ -247,14 +263,16 @@ func referenceSensors(tb testing.TB, dir actors.Directory, frames []*lorawanv1.U
 	return out
 }
 
-// storedSensors reads every sensor twin of a stopped node's store.
-func storedSensors(tb testing.TB, dataDir string) map[devicetwin.EUI64]devicetwin.SensorState {
+// storedSensors reads every sensor twin of a stopped node's store, opened
+// with the storage master key in storageKeyFile (the plaintext layout of
+// PlaintextStore needs none).
+func storedSensors(tb testing.TB, dataDir, storageKeyFile string) map[devicetwin.EUI64]devicetwin.SensorState {
 	tb.Helper()
-	st, err := pebblestore.Open(pebblestore.Config{Dir: filepath.Join(dataDir, "twins")})
+	st, _, closeStore, err := openTwinStore(dataDir, storageKeyFile, false)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer st.Close()
+	defer closeStore()
 	out := map[devicetwin.EUI64]devicetwin.SensorState{}
 	err = st.ForEachTwin(context.Background(), func(e pebblestore.TwinEntry) error {
 		if e.Kind != pebblestore.KindSensor {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/legionelladossier/legiond/actors"
+	"github.com/legionelladossier/legiond/storage/encfs"
 	"github.com/legionelladossier/legiond/streams"
 	"github.com/legionelladossier/legiond/streams/devbroker"
 )
@@ -73,16 +74,22 @@ func (k *kafkaFlags) client() (streams.ClientConfig, error) {
 }
 
 const runUsage = `usage: legiond run --data-dir DIR [--kafka-brokers HOST:PORT,...] [--kafka-tls ...] [--kafka-sasl-...]
-                  [--database-url URL --master-key-file FILE] [--metrics-addr 127.0.0.1:9464]
+                  [--database-url URL --master-key-file FILE] [--storage-master-key-file FILE]
+                  [--backup-to DEST --backup-database-url URL --backup-recipient age1... ...]
+                  [--metrics-addr 127.0.0.1:9464]
 
 Runs one node: consumes lorawan.uplink and lorawan.gateway.stats, applies
-frames in the device twins, persists their state under DIR/twins and
-publishes readings, water events and alarms on twin.events.
+frames in the device twins, persists their state encrypted under
+DIR/storage/twins (storage master key: --storage-master-key-file or
+$LEGIOND_STORAGE_MASTER_KEY) and publishes readings, water events and
+alarms on twin.events. With --backup-to it backs up the registry daily and
+the registry with the twin store weekly (docs/disaster-recovery.md).
 
 Without --kafka-brokers an embedded Kafka broker (development only) starts
 on --broker-addr, persisted under DIR/kafka. Without a database URL a private
-development PostgreSQL starts under DIR/registry with a DEVELOPMENT-ONLY
-master key. SIGINT or SIGTERM stops the node gracefully.`
+development PostgreSQL starts under DIR/registry, and the registry and the
+storage use DEVELOPMENT-ONLY master keys kept in DIR unless given.
+SIGINT or SIGTERM stops the node gracefully.`
 
 func runRun(ctx context.Context, args []string, s stdio) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
@@ -99,7 +106,10 @@ func runRun(ctx context.Context, args []string, s stdio) int {
 	rebalance := fs.Duration("kafka-rebalance-timeout", streams.DefaultRebalanceTimeout, "consumer-group rebalance timeout")
 	drain := fs.Duration("kafka-drain-timeout", streams.DefaultDrainTimeout, "how long a revoked partition waits for records in flight")
 	dbURL := fs.String("database-url", os.Getenv(envDatabaseURL), "registry as the application role (default $"+envDatabaseURL+"; none: development PostgreSQL)")
-	keyFile := fs.String("master-key-file", "", "master key file (default $"+"LEGIOND_MASTER_KEY"+")")
+	keyFile := fs.String("master-key-file", "", "registry master key file (default $"+"LEGIOND_MASTER_KEY"+")")
+	storageKeyFile := fs.String("storage-master-key-file", "", "storage master key file of the encrypted twin store (default $"+encfs.EnvMasterKey+")")
+	var bf backupScheduleFlags
+	bf.register(fs)
 	metricsAddr := fs.String("metrics-addr", "127.0.0.1:9464", "Prometheus /metrics listen address (empty: off)")
 	idle := fs.Duration("idle-timeout", actors.DefaultIdleTimeout, "passivate a twin after this long without input")
 	shards := fs.Int("shards", actors.DefaultShards, "router actors owning the twin directory")
@@ -139,12 +149,18 @@ func runRun(ctx context.Context, args []string, s stdio) int {
 		Consumer: streams.ConsumerConfig{GroupID: *group, SessionTimeout: *session, HeartbeatInterval: *heartbeat,
 			RebalanceTimeout: *rebalance, DrainTimeout: *drain},
 		DatabaseURL: *dbURL, MasterKeyFile: *keyFile, MetricsAddr: *metricsAddr,
+		// The development registry (no database URL) goes with a
+		// development storage key, unless a real one is given.
+		StorageMasterKeyFile: *storageKeyFile, DevStorageKey: *dbURL == "",
 		Actors: actors.Config{IdleTimeout: *idle, Shards: *shards},
 		Logger: log,
 	}
 	if cfg.Cluster, err = cf.config(); err != nil {
 		fmt.Fprintf(s.err, "legiond run: %v\n", err)
 		return exitUsage
+	}
+	if bf.to != "" {
+		cfg.Backups = &nodeBackups{Flags: &bf}
 	}
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	n, err := startNode(startCtx, cfg)

@@ -76,7 +76,7 @@ func TestSIGKILLNoLossNoDuplicateApply(t *testing.T) {
 
 	dataDir := filepath.Join(tmp, "node")
 	nodeArgs := []string{"run", "--data-dir", dataDir, "--kafka-brokers", brokers[0], "--kafka-partitions", strconv.Itoa(partitions),
-		"--database-url", reg.appDSN, "--master-key-file", reg.keyFile, "--metrics-addr", "127.0.0.1:0",
+		"--database-url", reg.appDSN, "--master-key-file", reg.keyFile, "--storage-master-key-file", reg.storageKeyFile, "--metrics-addr", "127.0.0.1:0",
 		"--kafka-session-timeout", "1500ms", "--kafka-heartbeat-interval", "300ms", "--kafka-rebalance-timeout", "3s",
 		"--kafka-drain-timeout", "1s", "--log-level", "warn"}
 	rng := rand.New(rand.NewPCG(seed, 1))
@@ -109,7 +109,7 @@ func TestSIGKILLNoLossNoDuplicateApply(t *testing.T) {
 		frames[i] = uplinkFrame(&ups[i])
 	}
 	ref := referenceSensors(t, cache, frames)
-	got := storedSensors(t, dataDir)
+	got := storedSensors(t, dataDir, reg.storageKeyFile)
 	if len(got) != len(ref) || len(ref) != len(fl.Sensors()) {
 		t.Fatalf("%d sensor twins stored, %d in the reference, want %d", len(got), len(ref), len(fl.Sensors()))
 	}
