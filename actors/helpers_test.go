@@ -407,3 +407,15 @@ type lorawanKeys = lorawan.SessionKeys
 func newKeys(d *testDevice) (*lorawan.SessionKeys, error) {
 	return lorawan.NewSessionKeys(d.nwk, d.app)
 }
+
+// waitUntil polls cond (a counter of the System) until it holds.
+func waitUntil(tb testing.TB, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatal("condition not reached")
+		}
+		time.Sleep(5 * time.Millisecond) // polling a counter; no event to await
+	}
+}

@@ -172,6 +172,8 @@ type (
 		gen uint64
 		err error
 	}
+	// retryMsg ends a recovery backoff.
+	retryMsg struct{ gen uint64 }
 	// idleMsg asks the shard to passivate a twin.
 	idleMsg struct {
 		key key

@@ -34,6 +34,8 @@ type metrics struct {
 	persistErrs  prometheus.Counter
 
 	nApplied, nRejected, nRetried, nTicks, nActivations, nPassivations, nRestarts atomic.Uint64
+	// nRecoveryWaits counts recoveries postponed after MaxApplyAttempts.
+	nRecoveryWaits atomic.Uint64
 	nActive                                                                       atomic.Int64
 }
 
@@ -119,5 +121,8 @@ type Stats struct {
 	Activations   uint64
 	Passivations  uint64
 	Restarts      uint64
+	// RecoveryWaits counts recoveries postponed because publishing or
+	// persisting kept failing (the twin backs off, holding its inputs).
+	RecoveryWaits uint64
 	InFlightInput int64
 }

@@ -347,6 +347,7 @@ func (s *System) Stats() Stats {
 		ActiveTwins: s.m.nActive.Load(), Applied: s.m.nApplied.Load(), Rejected: s.m.nRejected.Load(),
 		Retried: s.m.nRetried.Load(), Ticks: s.m.nTicks.Load(), Activations: s.m.nActivations.Load(),
 		Passivations: s.m.nPassivations.Load(), Restarts: s.m.nRestarts.Load(), InFlightInput: s.inflight.Load(),
+		RecoveryWaits: s.m.nRecoveryWaits.Load(),
 	}
 }
 

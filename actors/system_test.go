@@ -126,12 +126,13 @@ func TestFailuresReloadAndReapply(t *testing.T) {
 		name        string
 		publishFail func(int) bool
 		persistFail func(int) bool
-		wantRetry   bool
+		// outage: every attempt fails until the test ends the outage.
+		outage bool
 	}{
 		{name: "first publish fails", publishFail: func(c int) bool { return c == 1 }},
 		{name: "second persist fails", persistFail: func(c int) bool { return c == 2 }},
-		{name: "every publish fails", publishFail: func(int) bool { return true }, wantRetry: true},
-		{name: "every persist fails", persistFail: func(int) bool { return true }, wantRetry: true},
+		{name: "publish outage", outage: true},
+		{name: "persist outage", outage: true},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -139,6 +140,14 @@ func TestFailuresReloadAndReapply(t *testing.T) {
 			st, err := pebblestore.Open(pebblestore.Config{Dir: t.TempDir(), NoSync: true})
 			if err != nil {
 				t.Fatal(err)
+			}
+			var down atomic.Bool
+			down.Store(tt.outage)
+			outage := func(int) bool { return down.Load() }
+			if tt.outage && strings.HasPrefix(tt.name, "publish") {
+				tt.publishFail = outage
+			} else if tt.outage {
+				tt.persistFail = outage
 			}
 			flaky := &flakyStore{Store: st, fail: tt.persistFail}
 			h := newHarness(t, []*testDevice{d}, func(c *Config) { c.Store = flaky })
@@ -151,17 +160,25 @@ func TestFailuresReloadAndReapply(t *testing.T) {
 				frames = append(frames, f)
 				chs = append(chs, h.send(f))
 			}
+			if tt.outage {
+				// The twin backs off and holds every frame (in order)
+				// instead of handing the first back while applying the
+				// next ones; nothing completes during the outage.
+				waitUntil(t, func() bool { h.clock.Advance(retryMaxDelay); return h.sys.Stats().RecoveryWaits >= 3 })
+				for j, ch := range chs {
+					select {
+					case err := <-ch:
+						t.Fatalf("frame %d completed during the outage: %v", j, err)
+					default:
+					}
+				}
+				down.Store(false)
+				h.clock.Advance(retryMaxDelay) // the pending retry
+			}
 			for j, ch := range chs {
-				err := wait(t, ch)
-				switch {
-				case tt.wantRetry && !errors.Is(err, ErrRetry):
-					t.Fatalf("frame %d: %v, want ErrRetry", j, err)
-				case !tt.wantRetry && err != nil:
+				if err := wait(t, ch); err != nil {
 					t.Fatalf("frame %d: %v", j, err)
 				}
-			}
-			if tt.wantRetry {
-				return
 			}
 			got, _ := h.stored(t, d)
 			sameState(t, tt.name, got, d.reference(t, frames...))
@@ -176,6 +193,31 @@ func TestFailuresReloadAndReapply(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestOutageGiveUpOnClose: a twin waiting out an outage gives every held
+// input back (ErrRetry) when the system closes.
+func TestOutageGiveUpOnClose(t *testing.T) {
+	d := newTestDevice(30, 0x26014001)
+	h := newHarness(t, []*testDevice{d}, nil)
+	h.sink.fail = func(int) bool { return true }
+	var chs []<-chan error
+	for j := range 3 {
+		chs = append(chs, h.send(d.uplink(t, uint32(j+1), t0.Add(time.Duration(j)*15*time.Minute), gw1)))
+	}
+	waitUntil(t, func() bool { h.clock.Advance(retryMaxDelay); return h.sys.Stats().RecoveryWaits >= 1 })
+	closed := make(chan error, 1)
+	go func() { closed <- h.sys.Close(context.Background()) }()
+	waitUntil(t, func() bool { return h.sys.closing.Load() })
+	h.clock.Advance(retryMaxDelay) // the pending retry finds the system closing
+	for j, ch := range chs {
+		if err := wait(t, ch); !errors.Is(err, ErrRetry) {
+			t.Fatalf("frame %d: %v, want ErrRetry", j, err)
+		}
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
 	}
 }
 

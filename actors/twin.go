@@ -77,6 +77,10 @@ type flight struct {
 	// in flight and reuse them).
 	keys     *lorawan.SessionKeys
 	nwk, app postgres.AES128Key
+	// waiting: a recovery is scheduled (retryMsg) after retries failed
+	// recoveries in a row.
+	waiting bool
+	retries int
 }
 
 // f returns the flight, creating it.
@@ -112,6 +116,8 @@ func (t *twin) Receive(ctx actor.Context) {
 		t.onPublished(m)
 	case *persistedMsg:
 		t.onPersisted(m)
+	case *retryMsg:
+		t.onRetry(m)
 	case *timerMsg:
 		t.onTimer()
 	case *passivateMsg:
@@ -592,6 +598,7 @@ func (t *twin) onPersisted(m *persistedMsg) {
 	if fl.persistBumps {
 		t.version++
 	}
+	fl.retries = 0
 	t.completeOps(n, nil)
 	if t.broken {
 		t.recover()
@@ -604,21 +611,46 @@ func (t *twin) onPersisted(m *persistedMsg) {
 // recover makes memory equal to durable state again after a failed
 // publish or persist: it reloads the twin (a new generation) and re-applies
 // every input that was not durable, in order, so nothing is reordered.
-// An input re-applied MaxApplyAttempts times goes back to its sender with
-// ErrRetry. Precondition: no unit in flight.
+//
+// Once an input has been re-applied MaxApplyAttempts times the failure is
+// not passing (Kafka or the Raft group unreachable, a leader election): the
+// twin then waits (backing off up to retryMaxDelay) and tries again, still
+// holding every later input behind it. It never hands one input back to
+// its sender while applying the next ones: the sender would redeliver it
+// after its successors, and a frame applied out of order yields other
+// events (readings backfilled from the next frame's history) than the same
+// frames in order. Only when the twin must stop (passivation, a partition
+// moved away, shutdown) does it give every input back, in order, and
+// forget its unconfirmed state. Precondition: no unit in flight.
 func (t *twin) recover() {
 	fl := t.f()
+	if fl.waiting {
+		return // onRetry recovers
+	}
+	over := false
 	pending := make([]any, 0, len(fl.ops)+len(fl.held))
 	for _, o := range fl.ops {
 		if attempts(o.in) >= t.sys.cfg.MaxApplyAttempts {
-			t.sys.fail(o.in, fmt.Errorf("%w: twin %s: publish or persist failed %d times", ErrRetry, t.key.name(), attempts(o.in)))
-			continue
+			over = true
 		}
 		pending = append(pending, o.in)
 	}
 	fl.held = append(pending, fl.held...)
 	fl.ops = nil
 	fl.keys = nil
+	if over {
+		if t.passivating || t.sys.closing.Load() || !t.sys.owns(t.key) {
+			t.giveUp()
+			return
+		}
+		fl.retries++
+		fl.waiting = true
+		t.sys.m.nRecoveryWaits.Add(1)
+		d := min(retryBaseDelay<<min(fl.retries-1, 6), retryMaxDelay)
+		gen, self, root := t.gen, t.self, t.sys.root
+		t.sys.cfg.Clock.AfterFunc(d, func() { root.Send(self, &retryMsg{gen: gen}) })
+		return
+	}
 	var cand *postgres.Candidate
 	for _, in := range fl.held {
 		if m, ok := in.(*frameMsg); ok {
@@ -641,6 +673,54 @@ func (t *twin) recover() {
 	}
 	t.advance()
 	t.arm()
+}
+
+// Backoff of recoveries after MaxApplyAttempts failed ones.
+const (
+	retryBaseDelay = 50 * time.Millisecond
+	retryMaxDelay  = 2 * time.Second
+)
+
+// onRetry recovers again once the backoff is over, giving every held
+// input a fresh count of attempts.
+func (t *twin) onRetry(m *retryMsg) {
+	if t.fl == nil || !t.fl.waiting || m.gen != t.gen {
+		return
+	}
+	t.fl.waiting = false
+	for _, in := range t.fl.held {
+		resetAttempts(in)
+	}
+	if t.passivating || t.sys.closing.Load() || !t.sys.owns(t.key) {
+		t.giveUp()
+		return
+	}
+	t.recover()
+}
+
+// giveUp hands every input not durable back to its sender with ErrRetry,
+// in order, and drops the unconfirmed in-memory state: the next input
+// reloads the durable one.
+func (t *twin) giveUp() {
+	t.broken = false
+	t.loaded = false
+	t.failHeld(fmt.Errorf("%w: twin %s: publish or persist failing while the twin stops", ErrRetry, t.key.name()))
+	t.fl.retries, t.fl.waiting = 0, false
+	t.land()
+	t.maybeStop()
+}
+
+func resetAttempts(in any) {
+	switch m := in.(type) {
+	case *frameMsg:
+		m.attempts = 0
+	case *gwMsg:
+		m.attempts = 0
+	case *opMsg:
+		m.attempts = 0
+	case *tickIn:
+		m.attempts = 0
+	}
 }
 
 func attempts(in any) int {

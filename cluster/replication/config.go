@@ -82,9 +82,9 @@ type Config struct {
 	// DataDir holds the Raft log and stable store (DataDir/raft, Pebble)
 	// and Raft snapshots (DataDir/snapshots). Required.
 	DataDir string
-	// FS is the file system of the Raft log store. Default vfs.Default;
-	// the encryption-at-rest wrapper plugs in here. (Raft snapshots are
-	// written by hashicorp/raft's file snapshot store, not through FS.)
+	// FS is the file system of the Raft log store and the Raft
+	// snapshots (which hold every twin state). Default vfs.Default; the
+	// encryption-at-rest wrapper plugs in here.
 	FS vfs.FS
 	// Store is the node's replicated twin store (required). The group
 	// does not close it.

@@ -30,7 +30,7 @@ type Group struct {
 
 	fsm      *fsm
 	logs     *raftstore.Store
-	snaps    *raft.FileSnapshotStore
+	snaps    raft.SnapshotStore
 	mux      *mux
 	trans    *raft.NetworkTransport
 	raft     *raft.Raft
@@ -137,7 +137,7 @@ func (g *Group) Start(ctx context.Context) (err error) {
 	}
 	cleanup = append(cleanup, func() { _ = g.logs.Close() })
 	hl := newHclog(g.log, cfg.RaftLogLevel)
-	if g.snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, cfg.SnapshotRetain, hl); err != nil {
+	if g.snaps, err = newSnapStore(cfg.FS, filepath.Join(cfg.DataDir, "snapshots"), cfg.SnapshotRetain); err != nil {
 		return fmt.Errorf("start: snapshot store: %w", err)
 	}
 	if g.fsm, err = newFSM(ctx, cfg.Store, g.log, cfg.VersionCacheSize, g.onFatal, g.assign); err != nil {

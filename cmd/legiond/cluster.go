@@ -6,12 +6,17 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -21,8 +26,8 @@ import (
 	"github.com/legionelladossier/legiond/cluster/placement"
 	"github.com/legionelladossier/legiond/cluster/replication"
 	"github.com/legionelladossier/legiond/devicetwin"
-	lorawanv1 "github.com/legionelladossier/legiond/proto/legiond/lorawan/v1"
 	apiv1 "github.com/legionelladossier/legiond/proto/legiond/api/v1"
+	lorawanv1 "github.com/legionelladossier/legiond/proto/legiond/lorawan/v1"
 	"github.com/legionelladossier/legiond/storage/pebblestore"
 	"github.com/legionelladossier/legiond/storage/postgres"
 	"github.com/legionelladossier/legiond/streams"
@@ -48,9 +53,12 @@ type clusterConfig struct {
 	// key signs each member's client certificate at start). Production
 	// uses CAFile, CertFile and KeyFile instead (the certificate must
 	// allow both server and client authentication).
-	CADir                      string
-	CAFile, CertFile, KeyFile  string
-	FailAfter, Lease           time.Duration // placement timing; defaults 2 s and 1.5 s
+	CADir                     string
+	CAFile, CertFile, KeyFile string
+	FailAfter, Lease          time.Duration // placement timing; defaults 2 s and 1.5 s
+	// FaultInjection lets SIGUSR1 cut the member off its peers and
+	// SIGUSR2 heal it (fault tests and drills only).
+	FaultInjection             bool
 	HeartbeatTimeout, Election time.Duration // raft timing; defaults 500 ms
 }
 
@@ -97,6 +105,28 @@ type clusterPart struct {
 	parts    []int         // 0..N-1 for the balancer
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
+
+	faults     *replication.Faults
+	stopFaults func()
+}
+
+// watchFaultSignals isolates the member on SIGUSR1 and heals it on SIGUSR2.
+func watchFaultSignals(f *replication.Faults, log *slog.Logger) (stop func()) {
+	ch := make(chan os.Signal, 4)
+	signal.Notify(ch, syscall.SIGUSR1, syscall.SIGUSR2)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case sig := <-ch:
+				f.Isolate(sig == syscall.SIGUSR1)
+				log.Warn("fault injection", "isolated", f.Isolated())
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { signal.Stop(ch); close(done) }
 }
 
 // startReplication opens the Raft group over the twin store (replica
@@ -127,9 +157,20 @@ func (n *node) startReplication(ctx context.Context, acfg *actors.Config) error 
 		c.parts = append(c.parts, p)
 	}
 	n.cluster = c
+	// The Raft log and snapshots hold every twin state: they go through
+	// the same encryption at rest as the twin store.
+	raftDir := filepath.Join(n.cfg.DataDir, "raft")
+	var raftFS vfs.FS
+	if n.efs != nil {
+		raftDir, raftFS = pebbleDir(n.cfg.DataDir, "raft"), n.efs
+	}
+	if cc.FaultInjection {
+		c.faults = &replication.Faults{}
+		c.stopFaults = watchFaultSignals(c.faults, n.log)
+	}
 	c.group, err = replication.NewGroup(replication.Config{
 		NodeID: cc.NodeID, BindAddr: cc.BindAddr, AdvertiseAddr: cc.AdvertiseAddr,
-		DataDir: filepath.Join(n.cfg.DataDir, "raft"), Store: n.store,
+		DataDir: raftDir, FS: raftFS, Faults: c.faults, Store: n.store,
 		TLSServer: srvTLS, TLSClient: cliTLS, Bootstrap: cc.Bootstrap, Peers: cc.Peers,
 		HeartbeatTimeout: cc.HeartbeatTimeout, ElectionTimeout: cc.Election,
 		LeaderLeaseTimeout: cc.HeartbeatTimeout / 2,
@@ -360,6 +401,9 @@ func (c *clusterPart) stopPlacement() error {
 	}
 	if c.seen != nil {
 		errs = append(errs, c.seen.Close())
+	}
+	if c.stopFaults != nil {
+		c.stopFaults()
 	}
 	return errors.Join(errs...)
 }

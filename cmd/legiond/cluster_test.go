@@ -12,13 +12,19 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/legionelladossier/legiond/api/tlsconf"
 	"github.com/legionelladossier/legiond/devicetwin"
 	"github.com/legionelladossier/legiond/loadtest/fleet"
 	lorawanv1 "github.com/legionelladossier/legiond/proto/legiond/lorawan/v1"
+	twinv1 "github.com/legionelladossier/legiond/proto/legiond/twin/v1"
+	"github.com/legionelladossier/legiond/storage/postgres"
 	"github.com/legionelladossier/legiond/streams"
 )
 
@@ -146,7 +152,8 @@ func TestClusterFaults(t *testing.T) {
 			"--database-url", reg.appDSN, "--master-key-file", reg.keyFile, "--storage-master-key-file", reg.storageKeyFile,
 			"--metrics-addr", "127.0.0.1:0",
 			"--kafka-drain-timeout", "1s", "--log-level", "warn",
-			"--node-id", id, "--cluster-addr", addrs[id], "--cluster-peers", strings.Join(peers, ","), "--cluster-ca-dir", caDir}
+			"--node-id", id, "--cluster-addr", addrs[id], "--cluster-peers", strings.Join(peers, ","), "--cluster-ca-dir", caDir,
+			"--cluster-fault-injection"}
 		if i == 0 {
 			m.args = append(m.args, "--cluster-bootstrap")
 		}
@@ -244,7 +251,35 @@ func TestClusterFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.start(t, ctx, tmp, bin, l.id+"-1")
+	waitFor(l.id+" serving again", func() bool { return l.gauge(ctx, "legiond_cluster_partitions_owned") > 0 })
+	t.Logf("%s restarted with an empty disk, caught up and serves again", l.id)
+
+	// 5. A member is cut off its peers (not from Kafka) under load: it
+	// stops serving within its lease, the others take its partitions
+	// over; healed, it catches up and serves again.
+	cut := members[2]
+	if err := cut.p.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	isolated := time.Now()
 	produceSlice(3)
+	var others []*clusterMember
+	for _, m := range members {
+		if m != cut {
+			others = append(others, m)
+		}
+	}
+	d := waitServed(t, ctx, others, partitions)
+	failovers = append(failovers, d)
+	waitFor(cut.id+" serving nothing", func() bool { return cut.gauge(ctx, "legiond_cluster_partitions_owned") == 0 })
+	t.Logf("%s cut off: the others serve its partitions after %v; it stopped serving within %v", cut.id, d, time.Since(isolated).Round(time.Millisecond))
+	if d > 5*time.Second {
+		t.Errorf("failover of the cut-off %s took %v, goal 5 s", cut.id, d)
+	}
+	if err := cut.p.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(cut.id+" serving after the heal", func() bool { return cut.gauge(ctx, "legiond_cluster_partitions_owned") > 0 })
 
 	// Drain: on every member, the replicated offsets reach the end of
 	// every input partition (at least: the members themselves append to
@@ -304,6 +339,26 @@ func TestClusterFaults(t *testing.T) {
 		}
 	}
 
+	// (a') Nothing of it in plaintext on any member's disk: twin store,
+	// Raft log and Raft snapshots are encrypted at rest.
+	var needles []string
+	tenants := map[string]bool{}
+	for _, s := range fl.Sensors() {
+		needles = append(needles, string(s.DevEUI[:])) // raw, as in the keys
+		if c, ok := cache.Device(postgres.EUI64(s.DevEUI)); ok {
+			tenants[c.CustomerID.String()] = true
+		}
+	}
+	needles = append(needles, sortedKeys(tenants)...)
+	for _, r := range ref {
+		needles = append(needles, r.events[:min(len(r.events), 3)]...)
+	}
+	for _, m := range members {
+		if found := scanFor(t, storageDir(m.dataDir), needles); len(found) > 0 {
+			t.Errorf("%s: plaintext at rest: %v", m.id, found[:min(len(found), 5)])
+		}
+	}
+
 	// (b) twin.events ⊇ expected ids, and no unexpected sensor event.
 	expected := map[string]bool{}
 	for _, r := range ref {
@@ -312,6 +367,7 @@ func TestClusterFaults(t *testing.T) {
 		}
 	}
 	seen := map[string]int{}
+	unexpected := 0
 	for _, msg := range readAll(t, ctx, brokers, streams.TopicTwinEvents, partitions) {
 		eui, err := devicetwin.ParseEUI(string(msg.Key))
 		if err != nil {
@@ -323,8 +379,15 @@ func TestClusterFaults(t *testing.T) {
 		id := header(msg, streams.HeaderEventID)
 		seen[id]++
 		if !expected[id] {
-			t.Errorf("unexpected event %s on twin.events", id)
+			if unexpected++; unexpected <= 10 {
+				var ev twinv1.TwinEvent
+				_ = proto.Unmarshal(msg.Value, &ev)
+				t.Errorf("unexpected event %s on twin.events: %v", id, prototext.Format(&ev))
+			}
 		}
+	}
+	if unexpected > 10 {
+		t.Errorf("%d unexpected events in all", unexpected)
 	}
 	for id := range expected {
 		if seen[id] == 0 {

@@ -26,6 +26,7 @@ type clusterFlags struct {
 	nodeID, addr, advertise, peers string
 	bootstrap, join                bool
 	caDir, ca, cert, key           string
+	faults                         bool
 }
 
 func (c *clusterFlags) register(fs *flag.FlagSet) {
@@ -39,6 +40,7 @@ func (c *clusterFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.ca, "cluster-ca", "", "cluster CA certificate (PEM)")
 	fs.StringVar(&c.cert, "cluster-cert", "", "member certificate (PEM, server and client authentication)")
 	fs.StringVar(&c.key, "cluster-key", "", "member key (PEM)")
+	fs.BoolVar(&c.faults, "cluster-fault-injection", false, "TESTS AND DRILLS ONLY: SIGUSR1 cuts this member off its peers, SIGUSR2 heals it")
 }
 
 func parsePeers(s string) ([]replication.Peer, error) {
@@ -75,7 +77,8 @@ func (c *clusterFlags) config() (*clusterConfig, error) {
 		return nil, errors.New("--cluster-bootstrap and --cluster-join exclude each other")
 	}
 	return &clusterConfig{NodeID: c.nodeID, BindAddr: c.addr, AdvertiseAddr: c.advertise, Peers: peers,
-		Bootstrap: c.bootstrap, Join: c.join, CADir: c.caDir, CAFile: c.ca, CertFile: c.cert, KeyFile: c.key}, nil
+		Bootstrap: c.bootstrap, Join: c.join, CADir: c.caDir, CAFile: c.ca, CertFile: c.cert, KeyFile: c.key,
+		FaultInjection: c.faults}, nil
 }
 
 // clusterStatus returns the API's cluster reporter of this node, nil on a
