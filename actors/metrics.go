@@ -36,7 +36,7 @@ type metrics struct {
 	nApplied, nRejected, nRetried, nTicks, nActivations, nPassivations, nRestarts atomic.Uint64
 	// nRecoveryWaits counts recoveries postponed after MaxApplyAttempts.
 	nRecoveryWaits atomic.Uint64
-	nActive                                                                       atomic.Int64
+	nActive        atomic.Int64
 }
 
 // latencyBuckets span 100 µs to 10 s.
@@ -113,14 +113,14 @@ func (m *metrics) reject(reason string) {
 
 // Stats are counters of a System, for tests and tools.
 type Stats struct {
-	ActiveTwins   int64
-	Applied       uint64 // frames and gateway records durable
-	Rejected      uint64
-	Retried       uint64
-	Ticks         uint64
-	Activations   uint64
-	Passivations  uint64
-	Restarts      uint64
+	ActiveTwins  int64
+	Applied      uint64 // frames and gateway records durable
+	Rejected     uint64
+	Retried      uint64
+	Ticks        uint64
+	Activations  uint64
+	Passivations uint64
+	Restarts     uint64
 	// RecoveryWaits counts recoveries postponed because publishing or
 	// persisting kept failing (the twin backs off, holding its inputs).
 	RecoveryWaits uint64
