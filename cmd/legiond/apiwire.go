@@ -263,7 +263,13 @@ func twinProto(v devicetwin.SensorView, customerID string) *apiv1.Twin {
 }
 
 // alarmCommander applies operator alarm transitions through the twins.
-type alarmCommander struct{ sys *actors.System }
+// On a cluster member, owns says whether this member serves the device:
+// a transition for a device served elsewhere is refused (Unavailable)
+// rather than applied by a second activation of its twin.
+type alarmCommander struct {
+	sys  *actors.System
+	owns func(pebblestore.Kind, pebblestore.EUI) bool
+}
 
 func (c alarmCommander) Acknowledge(ctx context.Context, ref services.AlarmRef, by, note string) (*apiv1.Alarm, error) {
 	return c.operate(ctx, ref, func(t devicetwin.AlarmType, at time.Time) devicetwin.Input {
@@ -287,6 +293,9 @@ func (c alarmCommander) operate(ctx context.Context, ref services.AlarmRef, mk f
 	eui, err := devicetwin.ParseEUI(ref.DevEUI)
 	if err != nil {
 		return nil, fmt.Errorf("alarm %s: %w", ref.AlarmID, services.ErrAlarmNotFound)
+	}
+	if c.owns != nil && !c.owns(pebblestore.KindSensor, pebblestore.EUI(eui)) {
+		return nil, fmt.Errorf("device %s is served by another cluster member (legiond cluster status): %w", ref.DevEUI, services.ErrUnavailable)
 	}
 	typ := devicetwin.AlarmType(ref.Type)
 	check := func(st *devicetwin.SensorState) error {

@@ -217,6 +217,14 @@ func (n *node) partitionOf(kind pebblestore.Kind, eui pebblestore.EUI) (int, boo
 	return b.Balance(kafka.Message{Key: []byte(k)}, n.cluster.parts...), true
 }
 
+// ownsFunc is owns on a cluster member, nil on a single node.
+func (n *node) ownsFunc() func(pebblestore.Kind, pebblestore.EUI) bool {
+	if n.cluster == nil {
+		return nil
+	}
+	return n.owns
+}
+
 // owns reports whether this member serves the twin now.
 func (n *node) owns(kind pebblestore.Kind, eui pebblestore.EUI) bool {
 	p, ok := n.partitionOf(kind, eui)

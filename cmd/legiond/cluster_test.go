@@ -46,10 +46,10 @@ func freeAddr(tb testing.TB) string {
 	return ln.Addr().String()
 }
 
-func (m *clusterMember) start(t *testing.T, ctx context.Context, tmp, bin, name string) {
-	t.Helper()
-	m.p = startProc(t, ctx, tmp, name, bin, m.args...)
-	m.metrics = metricsAddr(m.p.waitLine(t, "legiond node ready:"))
+func (m *clusterMember) start(tb testing.TB, ctx context.Context, tmp, bin, name string) {
+	tb.Helper()
+	m.p = startProc(tb, ctx, tmp, name, bin, m.args...)
+	m.metrics = metricsAddr(m.p.waitLine(tb, "legiond node ready:"))
 }
 
 func (m *clusterMember) alive() bool { return m.p != nil && m.p.cmd.ProcessState == nil }
@@ -70,7 +70,7 @@ func (m *clusterMember) gauge(ctx context.Context, name string) float64 {
 
 // waitServed waits until the live members serve every partition and
 // returns how long that took.
-func waitServed(t *testing.T, ctx context.Context, members []*clusterMember, partitions int) time.Duration {
+func waitServed(t testing.TB, ctx context.Context, members []*clusterMember, partitions int) time.Duration {
 	t.Helper()
 	began := time.Now()
 	for {
@@ -88,6 +88,65 @@ func waitServed(t *testing.T, ctx context.Context, members []*clusterMember, par
 			t.Fatalf("partitions served: %v of %d", total, partitions)
 		case <-time.After(20 * time.Millisecond): // polling the members' metrics
 		}
+	}
+}
+
+// testCluster is a broker process, a registry and n member processes
+// (not started) sharing a development cluster CA.
+type testCluster struct {
+	tmp, bin string
+	reg      *registry
+	brokers  []string
+	members  []*clusterMember
+}
+
+func newTestCluster(tb testing.TB, ctx context.Context, n, partitions int) *testCluster {
+	tb.Helper()
+	c := &testCluster{tmp: tb.TempDir()}
+	c.bin = filepath.Join(c.tmp, "legiond")
+	if out, err := exec.CommandContext(ctx, "go", "build", "-o", c.bin, ".").CombinedOutput(); err != nil {
+		tb.Fatalf("go build: %v\n%s", err, out)
+	}
+	c.reg = startRegistry(tb, ctx)
+	broker := startProc(tb, ctx, c.tmp, "broker", c.bin, "broker", "--data-dir", filepath.Join(c.tmp, "kafka"),
+		"--addr", "127.0.0.1:0", "--partitions", strconv.Itoa(partitions))
+	c.brokers = []string{strings.TrimPrefix(broker.waitLine(tb, "legiond broker listening on "), "legiond broker listening on ")}
+	tb.Cleanup(func() { broker.stop(tb) })
+	if err := streams.EnsureTopics(ctx, streams.ClientConfig{Brokers: c.brokers}, streams.DefaultTopics(partitions, 1), nil); err != nil {
+		tb.Fatal(err)
+	}
+	// A shared development CA: every member's certificate chains to it.
+	caDir := filepath.Join(c.tmp, "cluster-ca")
+	if _, err := tlsconf.LoadOrCreateDevCA(tlsconf.DevCAConfig{Dir: caDir}); err != nil {
+		tb.Fatal(err)
+	}
+	addrs := make([]string, n)
+	var peers []string
+	for i := range n {
+		addrs[i] = freeAddr(tb)
+		peers = append(peers, fmt.Sprintf("m%d=%s", i+1, addrs[i]))
+	}
+	for i := range n {
+		id := fmt.Sprintf("m%d", i+1)
+		m := &clusterMember{id: id, dataDir: filepath.Join(c.tmp, id)}
+		m.args = []string{"run", "--data-dir", m.dataDir, "--kafka-brokers", c.brokers[0], "--kafka-partitions", strconv.Itoa(partitions),
+			"--database-url", c.reg.appDSN, "--master-key-file", c.reg.keyFile, "--storage-master-key-file", c.reg.storageKeyFile,
+			"--metrics-addr", "127.0.0.1:0", "--kafka-drain-timeout", "1s", "--log-level", "warn",
+			"--node-id", id, "--cluster-addr", addrs[i], "--cluster-peers", strings.Join(peers, ","), "--cluster-ca-dir", caDir,
+			"--cluster-fault-injection"}
+		if i == 0 {
+			m.args = append(m.args, "--cluster-bootstrap")
+		}
+		c.members = append(c.members, m)
+	}
+	return c
+}
+
+// startAll starts every member and waits until all partitions are served.
+func (c *testCluster) startAll(tb testing.TB, ctx context.Context) {
+	tb.Helper()
+	for _, m := range c.members {
+		m.start(tb, ctx, c.tmp, c.bin, m.id+"-0")
 	}
 }
 
@@ -113,55 +172,15 @@ func TestClusterFaults(t *testing.T) {
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	tmp := t.TempDir()
-	bin := filepath.Join(tmp, "legiond")
-	if out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	reg := startRegistry(t, ctx)
-	broker := startProc(t, ctx, tmp, "broker", bin, "broker", "--data-dir", filepath.Join(tmp, "kafka"),
-		"--addr", "127.0.0.1:0", "--partitions", strconv.Itoa(partitions))
-	brokers := []string{strings.TrimPrefix(broker.waitLine(t, "legiond broker listening on "), "legiond broker listening on ")}
-	defer broker.stop(t)
+	c := newTestCluster(t, ctx, 3, partitions)
+	tmp, bin, reg, brokers, members := c.tmp, c.bin, c.reg, c.brokers, c.members
 
 	start := time.Now().UTC().Truncate(time.Minute)
 	fl, ups := fleetUplinks(t, fleet.Config{Sensors: 60, Gateways: 3, Seed: seed, Start: start}, start.Add(12*time.Hour))
 	if err := provisionFleet(ctx, reg.store, fl, "cluster fleet"); err != nil {
 		t.Fatal(err)
 	}
-	if err := streams.EnsureTopics(ctx, streams.ClientConfig{Brokers: brokers}, streams.DefaultTopics(partitions, 1), nil); err != nil {
-		t.Fatal(err)
-	}
-
-	// A shared development CA: every member's certificate chains to it.
-	caDir := filepath.Join(tmp, "cluster-ca")
-	if _, err := tlsconf.LoadOrCreateDevCA(tlsconf.DevCAConfig{Dir: caDir}); err != nil {
-		t.Fatal(err)
-	}
-	ids := []string{"m1", "m2", "m3"}
-	addrs := map[string]string{}
-	var peers []string
-	for _, id := range ids {
-		addrs[id] = freeAddr(t)
-		peers = append(peers, id+"="+addrs[id])
-	}
-	members := make([]*clusterMember, len(ids))
-	for i, id := range ids {
-		m := &clusterMember{id: id, dataDir: filepath.Join(tmp, id)}
-		m.args = []string{"run", "--data-dir", m.dataDir, "--kafka-brokers", brokers[0], "--kafka-partitions", strconv.Itoa(partitions),
-			"--database-url", reg.appDSN, "--master-key-file", reg.keyFile, "--storage-master-key-file", reg.storageKeyFile,
-			"--metrics-addr", "127.0.0.1:0",
-			"--kafka-drain-timeout", "1s", "--log-level", "warn",
-			"--node-id", id, "--cluster-addr", addrs[id], "--cluster-peers", strings.Join(peers, ","), "--cluster-ca-dir", caDir,
-			"--cluster-fault-injection"}
-		if i == 0 {
-			m.args = append(m.args, "--cluster-bootstrap")
-		}
-		members[i] = m
-	}
-	for i, m := range members {
-		m.start(t, ctx, tmp, bin, fmt.Sprintf("%s-0", ids[i]))
-	}
+	c.startAll(t, ctx)
 	t.Logf("cluster of 3 formed; all %d partitions served after %v", partitions, waitServed(t, ctx, members, partitions))
 
 	// Frames flow in slices so that each fault hits a cluster under load.

@@ -96,7 +96,7 @@ func runDev(ctx context.Context, args []string, s stdio) int {
 	defer func() { _ = n.Close() }()
 	client := streams.ClientConfig{Brokers: n.brokers}
 	api, err := startAPI(ctx, apiConfig{Addr: *apiAddr}, apiDeps{
-		DataDir: dataDir, Kafka: client, Registry: n.pg, Store: n.store, Alarms: alarmCommander{n.system}, Logger: log,
+		DataDir: dataDir, Kafka: client, Registry: n.pg, Store: n.store, Alarms: alarmCommander{sys: n.system}, Logger: log,
 	})
 	if err != nil {
 		return fail("start API", err)
