@@ -50,7 +50,9 @@ func BenchmarkClusterFailover(b *testing.B) {
 		}
 	}
 	slices.Sort(times)
-	q := func(p float64) float64 { return float64(times[min(len(times)-1, int(p*float64(len(times))))].Milliseconds()) }
+	q := func(p float64) float64 {
+		return float64(times[min(len(times)-1, int(p*float64(len(times))))].Milliseconds())
+	}
 	b.ReportMetric(q(0.5), "p50-ms")
 	b.ReportMetric(q(0.99), "p99-ms")
 	b.ReportMetric(float64(times[len(times)-1].Milliseconds()), "max-ms")
