@@ -145,6 +145,10 @@ type Config struct {
 	// miss costs one store read). Default 262,144.
 	VersionCacheSize int
 
+	// ActiveTwins, when set, reports this member's active twins to peers
+	// asking for its status (operators' `legiond cluster status`).
+	ActiveTwins func() uint64
+
 	// Faults, when set, lets a test or drill cut this member off its peers
 	// (Faults.Isolate). Nil in production.
 	Faults *Faults

@@ -844,16 +844,19 @@ func (g *Group) Address() string {
 // memberStatus is what a member reports about itself (opStatus):
 //
 //	state u8 | term u64 | last index u64 | commit index u64 | applied u64 |
-//	store index u64
+//	store index u64 [| active twins u64]
+//
+// The last field is optional (members before it omit it).
 type memberStatus struct {
 	State                                 raft.RaftState
 	Term, LastIndex, CommitIndex, Applied uint64
 	StoreIndex                            uint64
+	ActiveTwins                           uint64
 }
 
 func (s memberStatus) append(dst []byte) []byte {
 	dst = append(dst, byte(s.State))
-	for _, v := range []uint64{s.Term, s.LastIndex, s.CommitIndex, s.Applied, s.StoreIndex} {
+	for _, v := range []uint64{s.Term, s.LastIndex, s.CommitIndex, s.Applied, s.StoreIndex, s.ActiveTwins} {
 		dst = binary.BigEndian.AppendUint64(dst, v)
 	}
 	return dst
@@ -864,6 +867,9 @@ func decodeMemberStatus(b []byte) (memberStatus, error) {
 	s := memberStatus{State: raft.RaftState(r.byte())}
 	for _, p := range []*uint64{&s.Term, &s.LastIndex, &s.CommitIndex, &s.Applied, &s.StoreIndex} {
 		*p = r.uint64()
+	}
+	if r.err == nil && len(r.b) == 8 {
+		s.ActiveTwins = r.uint64()
 	}
 	if r.err != nil || len(r.b) != 0 {
 		return memberStatus{}, fmt.Errorf("member status: %w", errCorrupt)
@@ -879,6 +885,7 @@ func (g *Group) localStatus() memberStatus {
 		CommitIndex: g.raft.CommitIndex(),
 		Applied:     g.raft.AppliedIndex(),
 		StoreIndex:  g.fsm.m.applied.Load(),
+		ActiveTwins: g.activeTwins(),
 	}
 }
 
@@ -926,6 +933,9 @@ type PeerStats struct {
 	// Lag is this member's LastIndex minus the peer's (0 if the peer is
 	// ahead): on the leader, the peer's replication lag in entries.
 	Lag uint64
+	// ActiveTwins is the peer's count of twin actors in memory, as it
+	// reports it (Config.ActiveTwins).
+	ActiveTwins uint64
 	// Err is why the peer could not be asked.
 	Err string
 }
@@ -991,7 +1001,7 @@ func (g *Group) Stats(ctx context.Context) Stats {
 				p.Err = err.Error()
 				return
 			}
-			p.State, p.LastIndex, p.StoreIndex = ps.State.String(), ps.LastIndex, ps.StoreIndex
+			p.State, p.LastIndex, p.StoreIndex, p.ActiveTwins = ps.State.String(), ps.LastIndex, ps.StoreIndex, ps.ActiveTwins
 			if s.LastIndex > ps.LastIndex {
 				p.Lag = s.LastIndex - ps.LastIndex
 			}
@@ -999,4 +1009,11 @@ func (g *Group) Stats(ctx context.Context) Stats {
 	}
 	wg.Wait()
 	return s
+}
+
+func (g *Group) activeTwins() uint64 {
+	if g.cfg.ActiveTwins == nil {
+		return 0
+	}
+	return g.cfg.ActiveTwins()
 }

@@ -108,6 +108,9 @@ type clusterPart struct {
 
 	faults     *replication.Faults
 	stopFaults func()
+	// sys is the node's actor system once it exists (the Raft group
+	// starts before it and reports its twins to peers).
+	sys atomic.Pointer[actors.System]
 }
 
 // watchFaultSignals isolates the member on SIGUSR1 and heals it on SIGUSR2.
@@ -171,6 +174,12 @@ func (n *node) startReplication(ctx context.Context, acfg *actors.Config) error 
 	c.group, err = replication.NewGroup(replication.Config{
 		NodeID: cc.NodeID, BindAddr: cc.BindAddr, AdvertiseAddr: cc.AdvertiseAddr,
 		DataDir: raftDir, FS: raftFS, Faults: c.faults, Store: n.store,
+		ActiveTwins: func() uint64 {
+			if sys := c.sys.Load(); sys != nil {
+				return uint64(max(sys.Stats().ActiveTwins, 0))
+			}
+			return 0
+		},
 		TLSServer: srvTLS, TLSClient: cliTLS, Bootstrap: cc.Bootstrap, Peers: cc.Peers,
 		HeartbeatTimeout: cc.HeartbeatTimeout, ElectionTimeout: cc.Election,
 		LeaderLeaseTimeout: cc.HeartbeatTimeout / 2,
@@ -267,6 +276,7 @@ func (h twinHandler) HandleGatewaySeen(ctx context.Context, _ streams.Record, r 
 // this member, and the leader's coordinator (active only on the leader).
 func (n *node) startPlacement(client streams.ClientConfig) error {
 	c := n.cluster
+	c.sys.Store(n.system)
 	var err error
 	c.seen, err = streams.NewSeenProducer(streams.ProducerConfig{Client: client, BatchTimeout: time.Millisecond}, n.smetrics, n.log)
 	if err != nil {
@@ -448,7 +458,7 @@ func (s clusterStatus) ClusterStatus(ctx context.Context) (*apiv1.GetClusterStat
 			alive = live[p.ID]
 		}
 		resp.Members = append(resp.Members, &apiv1.Member{Id: p.ID, Address: p.Address, Alive: alive, RaftState: p.State,
-			ReplicationLag: p.Lag, Partitions: parts(p.ID)})
+			ReplicationLag: p.Lag, Partitions: parts(p.ID), ActiveTwins: uint32(min(p.ActiveTwins, 1<<32-1))})
 	}
 	// Consensus: a leader is known and every partition has a live owner.
 	resp.TopologyConsensus = st.LeaderID != ""

@@ -31,6 +31,7 @@ import (
 // clusterMember is one `legiond run` member process of the fault tests.
 type clusterMember struct {
 	id, dataDir string
+	api         string // API listen address
 	args        []string
 	p           *proc
 	metrics     string
@@ -128,8 +129,8 @@ func newTestCluster(tb testing.TB, ctx context.Context, n, partitions int) *test
 	}
 	for i := range n {
 		id := fmt.Sprintf("m%d", i+1)
-		m := &clusterMember{id: id, dataDir: filepath.Join(c.tmp, id)}
-		m.args = []string{"run", "--data-dir", m.dataDir, "--kafka-brokers", c.brokers[0], "--kafka-partitions", strconv.Itoa(partitions),
+		m := &clusterMember{id: id, dataDir: filepath.Join(c.tmp, id), api: freeAddr(tb)}
+		m.args = []string{"run", "--data-dir", m.dataDir, "--api-addr", m.api, "--kafka-brokers", c.brokers[0], "--kafka-partitions", strconv.Itoa(partitions),
 			"--database-url", c.reg.appDSN, "--master-key-file", c.reg.keyFile, "--storage-master-key-file", c.reg.storageKeyFile,
 			"--metrics-addr", "127.0.0.1:0", "--kafka-drain-timeout", "1s", "--log-level", "warn",
 			"--node-id", id, "--cluster-addr", addrs[i], "--cluster-peers", strings.Join(peers, ","), "--cluster-ca-dir", caDir,
@@ -332,6 +333,22 @@ func TestClusterFaults(t *testing.T) {
 		}
 		return !slices.Contains(epochs, -1) && slices.Min(epochs) == slices.Max(epochs)
 	})
+	// `legiond cluster status` through a member's API: three live members,
+	// a leader, every partition owned.
+	asker := members[1]
+	code, token, stderr := runCLI(t, "", "token", "issue", "--role", "platform_admin", "--issuer", "https://"+asker.api, "--data-dir", asker.dataDir)
+	if code != 0 {
+		t.Fatalf("token issue: %d %s", code, stderr)
+	}
+	code, status, stderr := runCLI(t, "", "cluster", "status", "--api", "https://"+asker.api, "--token", strings.TrimSpace(token),
+		"--ca", filepath.Join(asker.dataDir, "tls", tlsconf.CAFileName))
+	if code != 0 {
+		t.Fatalf("cluster status: %d %s", code, stderr)
+	}
+	t.Logf("legiond cluster status:\n%s", status)
+	if !strings.Contains(status, "consensus true") || strings.Count(status, " true ") < 3 {
+		t.Errorf("cluster status does not show three live members and consensus:\n%s", status)
+	}
 	for _, m := range members {
 		m.p.stop(t)
 	}
