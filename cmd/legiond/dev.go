@@ -87,6 +87,14 @@ func runDev(ctx context.Context, args []string, s stdio) int {
 	}
 	say("Legiond development system — data in %s (development keys and certificates only)", dataDir)
 	say("starting PostgreSQL, the embedded Kafka broker and the node …")
+	if err := refusePlaintextStore(dataDir); errors.Is(err, errPlaintextStore) {
+		// A development folder from before encryption at rest: encrypt
+		// it in place with the development key rather than refuse.
+		say("encrypting the twin store of this older development folder …")
+		if code := runKeysEncrypt([]string{"--data-dir", dataDir, "--dev-master-key"}, s); code != exitOK {
+			return fail("encrypt the old twin store", err)
+		}
+	}
 
 	n, err := startNode(ctx, nodeConfig{DataDir: dataDir, Logger: log, MetricsAddr: *metricsAddr,
 		DevStorageKey: true, Backups: &nodeBackups{Dev: true}})
