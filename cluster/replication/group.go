@@ -253,6 +253,12 @@ func (g *Group) watchLeader(obs chan raft.Observation) {
 			close(g.leaderChanged)
 			g.leaderChanged = make(chan struct{})
 			g.leaderMu.Unlock()
+			// What a previous term's heartbeats learned is void: a new
+			// leader's replication reports a peer's recovery only after
+			// a failure it saw itself.
+			g.health.mu.Lock()
+			clear(g.health.failing)
+			g.health.mu.Unlock()
 		case <-g.stop:
 			return
 		}
