@@ -46,9 +46,9 @@ func Roles() []Role {
 	return []Role{RolePlatformAdmin, RolePartnerAdmin, RoleCustomerAdmin, RoleTechnician, RoleViewer, RoleIntegration, RoleSupport}
 }
 
-// Staff reports the roles of the platform operator's own people whose
-// reads of customer data are audited.
-func (r Role) Staff() bool { return r == RoleSupport }
+// Staff reports the roles of the platform operator's own people, whose
+// every request (reads of customer data included) is audited.
+func (r Role) Staff() bool { return r == RoleSupport || r == RolePlatformAdmin }
 
 // OAuth 2 scopes: what a token allows. Integration clients get them
 // explicitly; human roles imply theirs (see Principal.HasScope).

@@ -108,9 +108,13 @@ func (s *Services) auditStaff(ctx context.Context, p *auth.Principal) error {
 		return nil
 	}
 	ri := requestInfoFrom(ctx)
+	access := "device-health"
+	if p.Role == auth.RolePlatformAdmin {
+		access = "platform-admin"
+	}
 	e := postgres.AuditEntry{
 		Actor: p.Actor(), ActorRole: string(p.Role), Action: postgres.AuditDataAccess, Target: "procedure:" + ri.procedure,
-		Details: map[string]any{"procedure": ri.procedure, "access": "device-health"},
+		Details: map[string]any{"procedure": ri.procedure, "access": access},
 	}
 	if g := p.BreakGlass; g != nil {
 		customer := g.CustomerID

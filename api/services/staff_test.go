@@ -451,6 +451,17 @@ func TestAuditCallSites(t *testing.T) {
 			t.Errorf("%s entries %+v", action, recs)
 		}
 	}
+	// A platform admin's read of a customer's data is a staff access.
+	if _, err := cl.twin.GetTwin(ctx, withToken(platform, &apiv1.GetTwinRequest{DevEui: hexEUI(A.dev1)})); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, r := range e.auditOf(t, postgres.AuditDataAccess) {
+		found = found || (r.Actor == "user:op-1" && r.ActorRole == "platform_admin" && strings.Contains(r.Target, "GetTwin"))
+	}
+	if !found {
+		t.Error("the platform admin's GetTwin is not in the audit trail")
+	}
 	e.verifyAudit(t)
 }
 
