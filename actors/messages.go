@@ -128,7 +128,7 @@ type opMsg struct {
 	eui    devicetwin.EUI64
 	tenant string
 	in     devicetwin.Input
-	check  func(*devicetwin.SensorState) error
+	check  func(*devicetwin.SensorState, *devicetwin.Input) error
 	res    chan error // buffered 1: complete never blocks
 
 	// Owned by the twin holding the message.

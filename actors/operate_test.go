@@ -112,7 +112,7 @@ func TestOperateAlarmAck(t *testing.T) {
 	// A check refuses the input before it applies.
 	errNo := errors.New("refused")
 	if _, _, err := h.sys.Operate(ctx, tenant, d.eui(), devicetwin.AlarmClear{Type: devicetwin.SensorDetached, By: "bob", At: t0.Add(3 * time.Minute)},
-		func(*devicetwin.SensorState) error { return errNo }); !errors.Is(err, errNo) {
+		func(*devicetwin.SensorState, *devicetwin.Input) error { return errNo }); !errors.Is(err, errNo) {
 		t.Fatalf("refused clear: err = %v", err)
 	}
 

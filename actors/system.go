@@ -221,11 +221,13 @@ func (s *System) owns(k key) bool {
 // published, state persisted) with the twin's view after it and the
 // events it produced (none when it changed nothing). check, when not nil,
 // runs in the twin right before the input is applied, on a copy of the
-// state: an error it returns refuses the input (Operate returns it once the
-// inputs before it are durable). The error otherwise wraps ErrNotFound when
+// state, and may adjust the input (e.g. its time) from that state: an
+// error it returns refuses the input (Operate returns it once the inputs
+// before it are durable). It runs again, on the same state, when the input
+// is re-applied after a failure. The error otherwise wraps ErrNotFound when
 // the twin has no stored state or belongs to another tenant, ErrRetry when
 // it may succeed later, or is ctx's error.
-func (s *System) Operate(ctx context.Context, tenant string, dev devicetwin.EUI64, in devicetwin.Input, check func(*devicetwin.SensorState) error) (devicetwin.SensorView, []devicetwin.Event, error) {
+func (s *System) Operate(ctx context.Context, tenant string, dev devicetwin.EUI64, in devicetwin.Input, check func(*devicetwin.SensorState, *devicetwin.Input) error) (devicetwin.SensorView, []devicetwin.Event, error) {
 	switch in.(type) {
 	case devicetwin.AlarmAck, devicetwin.AlarmClear:
 	default:

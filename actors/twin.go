@@ -353,15 +353,16 @@ func (t *twin) applyOp(m *opMsg, evs []devicetwin.Event) []devicetwin.Event {
 		t.record(m, m, fmt.Errorf("%w: twin %s", ErrNotFound, t.key.name()), nil, false, nil)
 		return evs
 	}
+	in := m.in
 	if m.check != nil {
 		c := t.sensor
-		if err := m.check(&c); err != nil {
+		if err := m.check(&c, &in); err != nil {
 			t.record(m, m, err, nil, false, nil)
 			return evs
 		}
 	}
 	before := t.sensor
-	evs = t.sensor.Apply(m.in, evs)
+	evs = t.sensor.Apply(in, evs)
 	if len(evs) > 0 {
 		m.events = append([]devicetwin.Event(nil), evs...)
 	}

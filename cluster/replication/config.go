@@ -145,6 +145,12 @@ type Config struct {
 	// miss costs one store read). Default 262,144.
 	VersionCacheSize int
 
+	// Serve, when set, answers application requests that other members
+	// send with Group.Call over the mutual-TLS port (e.g. an operator's
+	// alarm acknowledgement for a twin this member serves). An error is
+	// returned to the caller as its text (ErrRemote).
+	Serve func(ctx context.Context, request []byte) ([]byte, error)
+
 	// ActiveTwins, when set, reports this member's active twins to peers
 	// asking for its status (operators' `legiond cluster status`).
 	ActiveTwins func() uint64

@@ -22,6 +22,9 @@ var (
 	// ErrNoLeader: no leader was reachable before the deadline; the batch
 	// was not committed.
 	ErrNoLeader = errors.New("replication: no leader")
+	// ErrRemote: the member asked with Call answered with an error (its
+	// text follows).
+	ErrRemote = errors.New("replication: remote member")
 	// ErrShutdown: the group is shut down (or shutting down).
 	ErrShutdown = errors.New("replication: shut down")
 	// ErrNotStarted: Start has not been called (or failed).

@@ -24,6 +24,8 @@ import (
 //	op 2 voter   body: id len u8 | id | address len u8 | address
 //	op 3 remove  body: id len u8 | id
 //	op 4 status  body: empty → ok body: memberStatus
+//	op 5 app     body: the caller's request → ok body: Config.Serve's answer
+//	             (error: 4 with Serve's error text)
 //
 //	code 0 ok, 1 not leader (body: leader id len u8 | id | address len u8 |
 //	address, possibly empty), 2 outcome unknown, 3 invalid, 4 error,
@@ -33,6 +35,7 @@ const (
 	opVoter  = 2
 	opRemove = 3
 	opStatus = 4
+	opApp    = 5
 
 	codeOK        = 0
 	codeNotLeader = 1

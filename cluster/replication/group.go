@@ -593,6 +593,17 @@ func (g *Group) handleForward(op byte, body []byte) (byte, []byte) {
 		return codeOK, nil
 	case opStatus:
 		return codeOK, g.localStatus().append(nil)
+	case opApp:
+		if g.cfg.Serve == nil {
+			return codeInvalid, []byte("this member serves no application requests")
+		}
+		ctx, cancel := context.WithTimeout(g.ctx, g.cfg.ApplyTimeout)
+		defer cancel()
+		resp, err := g.cfg.Serve(ctx, body)
+		if err != nil {
+			return codeError, []byte(err.Error())
+		}
+		return codeOK, resp
 	}
 	return codeInvalid, []byte(fmt.Sprintf("unknown op %d", op))
 }
@@ -1022,4 +1033,37 @@ func (g *Group) activeTwins() uint64 {
 		return 0
 	}
 	return g.cfg.ActiveTwins()
+}
+
+// Call sends an application request to the member with id (Config.Serve
+// on that member answers it) over the mutual-TLS port. Errors: ErrRemote
+// with the member's error text, ErrInvalid when the member is not in the
+// configuration or serves no requests, or the transport's error.
+func (g *Group) Call(ctx context.Context, member string, request []byte) ([]byte, error) {
+	if !g.isStarted() {
+		return nil, ErrNotStarted
+	}
+	cf := g.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return nil, fmt.Errorf("call %s: %w", member, err)
+	}
+	var addr string
+	for _, srv := range cf.Configuration().Servers {
+		if string(srv.ID) == member {
+			addr = string(srv.Address)
+		}
+	}
+	if addr == "" {
+		return nil, fmt.Errorf("call %s: not a member: %w", member, ErrInvalid)
+	}
+	code, body, err := g.fwdC.call(ctx, addr, opApp, request)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("call %s: %w", member, err)
+	case code == codeOK:
+		return body, nil
+	case code == codeError:
+		return nil, fmt.Errorf("%w %s: %s", ErrRemote, member, body)
+	}
+	return nil, fmt.Errorf("call %s: code %d: %s: %w", member, code, body, ErrInvalid)
 }

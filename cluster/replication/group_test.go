@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -614,5 +615,32 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("Validate() = %v, want %v", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestCall: an application request reaches the named member's Serve over
+// the mutual-TLS port; its error comes back as ErrRemote.
+func TestCall(t *testing.T) {
+	c := newCluster(t, 2, func(cfg *Config) {
+		id := cfg.NodeID
+		cfg.Serve = func(_ context.Context, req []byte) ([]byte, error) {
+			if string(req) == "fail" {
+				return nil, errors.New("refused by " + id)
+			}
+			return append([]byte(id+":"), req...), nil
+		}
+	})
+	ctx := ctxT(t, 10*time.Second)
+	l := c.leader()
+	other := c.followers()[0]
+	got, err := l.g.Call(ctx, other.g.cfg.NodeID, []byte("hello"))
+	if err != nil || string(got) != other.g.cfg.NodeID+":hello" {
+		t.Fatalf("Call = %q, %v", got, err)
+	}
+	if _, err := l.g.Call(ctx, other.g.cfg.NodeID, []byte("fail")); !errors.Is(err, ErrRemote) || !strings.Contains(err.Error(), "refused by") {
+		t.Fatalf("Call of a failing request: %v, want ErrRemote with its text", err)
+	}
+	if _, err := l.g.Call(ctx, "nobody", nil); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Call of a non-member: %v, want ErrInvalid", err)
 	}
 }

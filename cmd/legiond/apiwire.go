@@ -269,24 +269,31 @@ func twinProto(v devicetwin.SensorView, customerID string) *apiv1.Twin {
 type alarmCommander struct {
 	sys  *actors.System
 	owns func(pebblestore.Kind, pebblestore.EUI) bool
+	// forward sends the transition to the member that serves the device
+	// (cluster mode); nil: refuse with Unavailable.
+	forward func(ctx context.Context, r alarmRequest) (*apiv1.Alarm, error)
+}
+
+// alarmRequest is an operator transition, as forwarded between members.
+type alarmRequest struct {
+	Ack      bool
+	Ref      services.AlarmRef
+	By, Note string
 }
 
 func (c alarmCommander) Acknowledge(ctx context.Context, ref services.AlarmRef, by, note string) (*apiv1.Alarm, error) {
-	return c.operate(ctx, ref, func(t devicetwin.AlarmType, at time.Time) devicetwin.Input {
-		return devicetwin.AlarmAck{Type: t, By: by, At: at, Note: note}
-	}, true)
+	return c.operate(ctx, alarmRequest{Ack: true, Ref: ref, By: by, Note: note})
 }
 
 func (c alarmCommander) Clear(ctx context.Context, ref services.AlarmRef, by, note string) (*apiv1.Alarm, error) {
-	return c.operate(ctx, ref, func(t devicetwin.AlarmType, at time.Time) devicetwin.Input {
-		return devicetwin.AlarmClear{Type: t, By: by, At: at, Note: note}
-	}, false)
+	return c.operate(ctx, alarmRequest{Ref: ref, By: by, Note: note})
 }
 
 // operate checks, inside the twin, that ref is the current open
 // occurrence (and, for an ack, not acknowledged yet), then applies the
 // input and returns the alarm after it.
-func (c alarmCommander) operate(ctx context.Context, ref services.AlarmRef, mk func(devicetwin.AlarmType, time.Time) devicetwin.Input, ack bool) (*apiv1.Alarm, error) {
+func (c alarmCommander) operate(ctx context.Context, r alarmRequest) (*apiv1.Alarm, error) {
+	ref, ack := r.Ref, r.Ack
 	if c.sys == nil {
 		return nil, services.ErrUnavailable
 	}
@@ -295,10 +302,14 @@ func (c alarmCommander) operate(ctx context.Context, ref services.AlarmRef, mk f
 		return nil, fmt.Errorf("alarm %s: %w", ref.AlarmID, services.ErrAlarmNotFound)
 	}
 	if c.owns != nil && !c.owns(pebblestore.KindSensor, pebblestore.EUI(eui)) {
+		if c.forward != nil {
+			return c.forward(ctx, r)
+		}
 		return nil, fmt.Errorf("device %s is served by another cluster member (legiond cluster status): %w", ref.DevEUI, services.ErrUnavailable)
 	}
 	typ := devicetwin.AlarmType(ref.Type)
-	check := func(st *devicetwin.SensorState) error {
+	now := time.Now()
+	check := func(st *devicetwin.SensorState, in *devicetwin.Input) error {
 		a := st.Alarm(typ)
 		if a.Status == devicetwin.StatusNone || a.Status == devicetwin.ClearedAck || a.Seq != ref.Occurrence {
 			return fmt.Errorf("alarm %s: %w", ref.AlarmID, services.ErrAlarmNotFound)
@@ -306,9 +317,25 @@ func (c alarmCommander) operate(ctx context.Context, ref services.AlarmRef, mk f
 		if ack && (a.Status == devicetwin.ActiveAck) {
 			return services.ErrAlarmState
 		}
+		// The operator acts on this very occurrence (checked above), so the
+		// action is never older than its raise: a gateway clock a little
+		// ahead of ours must not make the core drop it as an action on an
+		// earlier occurrence.
+		at := now
+		if raised := a.RaisedTime(); !at.After(raised) {
+			at = raised.Add(time.Millisecond)
+		}
+		*in = devicetwin.AlarmClear{Type: typ, By: r.By, At: at, Note: r.Note}
+		if ack {
+			*in = devicetwin.AlarmAck{Type: typ, By: r.By, At: at, Note: r.Note}
+		}
 		return nil
 	}
-	view, evs, err := c.sys.Operate(ctx, ref.CustomerID, eui, mk(typ, time.Now()), check)
+	var in devicetwin.Input = devicetwin.AlarmClear{Type: typ, By: r.By, At: now, Note: r.Note}
+	if ack {
+		in = devicetwin.AlarmAck{Type: typ, By: r.By, At: now, Note: r.Note}
+	}
+	view, evs, err := c.sys.Operate(ctx, ref.CustomerID, eui, in, check)
 	switch {
 	case errors.Is(err, actors.ErrNotFound):
 		return nil, fmt.Errorf("alarm %s: %w", ref.AlarmID, services.ErrAlarmNotFound)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,9 +20,11 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/legionelladossier/legiond/actors"
+	"github.com/legionelladossier/legiond/api/services"
 	"github.com/legionelladossier/legiond/api/tlsconf"
 	"github.com/legionelladossier/legiond/cluster/placement"
 	"github.com/legionelladossier/legiond/cluster/replication"
@@ -174,6 +177,7 @@ func (n *node) startReplication(ctx context.Context, acfg *actors.Config) error 
 	c.group, err = replication.NewGroup(replication.Config{
 		NodeID: cc.NodeID, BindAddr: cc.BindAddr, AdvertiseAddr: cc.AdvertiseAddr,
 		DataDir: raftDir, FS: raftFS, Faults: c.faults, Store: n.store,
+		Serve: n.serveMember,
 		ActiveTwins: func() uint64 {
 			if sys := c.sys.Load(); sys != nil {
 				return uint64(max(sys.Stats().ActiveTwins, 0))
@@ -226,12 +230,13 @@ func (n *node) partitionOf(kind pebblestore.Kind, eui pebblestore.EUI) (int, boo
 	return b.Balance(kafka.Message{Key: []byte(k)}, n.cluster.parts...), true
 }
 
-// ownsFunc is owns on a cluster member, nil on a single node.
-func (n *node) ownsFunc() func(pebblestore.Kind, pebblestore.EUI) bool {
+// alarmCommander is the API's alarm commander of this node: on a cluster
+// member it forwards transitions for devices served elsewhere.
+func (n *node) alarmCommander() alarmCommander {
 	if n.cluster == nil {
-		return nil
+		return alarmCommander{sys: n.system}
 	}
-	return n.owns
+	return alarmCommander{sys: n.system, owns: n.owns, forward: n.forwardAlarm}
 }
 
 // owns reports whether this member serves the twin now.
@@ -471,4 +476,86 @@ func (s clusterStatus) ClusterStatus(ctx context.Context) (*apiv1.GetClusterStat
 		resp.TopologyConsensus = false
 	}
 	return resp, nil
+}
+
+// Application requests between members (replication.Group.Call): a kind
+// byte, then the request. Answers: a status byte, then the payload.
+const (
+	memberReqAlarm = 1 // JSON alarmRequest → apiv1.Alarm (protobuf)
+
+	memberOK          = 0
+	memberNotFound    = 1
+	memberState       = 2
+	memberUnavailable = 3
+)
+
+// forwardAlarm sends an operator's alarm transition to the member that
+// serves the device, so that any member's API can take it.
+func (n *node) forwardAlarm(ctx context.Context, r alarmRequest) (*apiv1.Alarm, error) {
+	notFound := fmt.Errorf("alarm %s: %w", r.Ref.AlarmID, services.ErrAlarmNotFound)
+	eui, err := devicetwin.ParseEUI(r.Ref.DevEUI)
+	if err != nil {
+		return nil, notFound
+	}
+	p, ok := n.partitionOf(pebblestore.KindSensor, pebblestore.EUI(eui))
+	if !ok {
+		return nil, notFound
+	}
+	c := n.cluster
+	owner := c.group.Assignment().Owner(p)
+	if owner == "" || owner == c.cfg.NodeID {
+		return nil, fmt.Errorf("device %s: its partition is moving between members, retry: %w", r.Ref.DevEUI, services.ErrUnavailable)
+	}
+	body, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.group.Call(ctx, owner, append([]byte{memberReqAlarm}, body...))
+	if err != nil || len(resp) == 0 {
+		return nil, fmt.Errorf("device %s: member %s: %v: %w", r.Ref.DevEUI, owner, err, services.ErrUnavailable)
+	}
+	switch resp[0] {
+	case memberOK:
+		var a apiv1.Alarm
+		if err := proto.Unmarshal(resp[1:], &a); err != nil {
+			return nil, fmt.Errorf("device %s: member %s: %w: %w", r.Ref.DevEUI, owner, err, services.ErrUnavailable)
+		}
+		return &a, nil
+	case memberNotFound:
+		return nil, notFound
+	case memberState:
+		return nil, services.ErrAlarmState
+	}
+	return nil, fmt.Errorf("device %s: member %s: %s: %w", r.Ref.DevEUI, owner, resp[1:], services.ErrUnavailable)
+}
+
+// serveMember answers other members' application requests.
+func (n *node) serveMember(ctx context.Context, req []byte) ([]byte, error) {
+	if len(req) == 0 || req[0] != memberReqAlarm {
+		return nil, errors.New("unknown member request")
+	}
+	var r alarmRequest
+	if err := json.Unmarshal(req[1:], &r); err != nil {
+		return nil, fmt.Errorf("alarm request: %w", err)
+	}
+	sys := n.cluster.sys.Load()
+	if sys == nil {
+		return []byte{memberUnavailable}, nil
+	}
+	// No forward here: a member that no longer serves the device says so
+	// rather than passing the request on.
+	a, err := alarmCommander{sys: sys, owns: n.owns}.operate(ctx, r)
+	switch {
+	case err == nil:
+		b, err := proto.Marshal(a)
+		if err != nil {
+			return nil, err
+		}
+		return append([]byte{memberOK}, b...), nil
+	case errors.Is(err, services.ErrAlarmNotFound):
+		return []byte{memberNotFound}, nil
+	case errors.Is(err, services.ErrAlarmState):
+		return []byte{memberState}, nil
+	}
+	return append([]byte{memberUnavailable}, err.Error()...), nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -16,12 +17,16 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+	"github.com/segmentio/kafka-go"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/legionelladossier/legiond/api/tlsconf"
 	"github.com/legionelladossier/legiond/devicetwin"
 	"github.com/legionelladossier/legiond/loadtest/fleet"
+	apiv1 "github.com/legionelladossier/legiond/proto/legiond/api/v1"
+	"github.com/legionelladossier/legiond/proto/legiond/api/v1/apiv1connect"
 	lorawanv1 "github.com/legionelladossier/legiond/proto/legiond/lorawan/v1"
 	twinv1 "github.com/legionelladossier/legiond/proto/legiond/twin/v1"
 	"github.com/legionelladossier/legiond/storage/postgres"
@@ -349,6 +354,7 @@ func TestClusterFaults(t *testing.T) {
 	if !strings.Contains(status, "consensus true") || strings.Count(status, " true ") < 3 {
 		t.Errorf("cluster status does not show three live members and consensus:\n%s", status)
 	}
+	ackedDev, ackIn := ackThroughAnotherMember(t, ctx, asker, strings.TrimSpace(token), fl)
 	for _, m := range members {
 		m.p.stop(t)
 	}
@@ -363,6 +369,10 @@ func TestClusterFaults(t *testing.T) {
 		frames[i] = uplinkFrame(&ups[i])
 	}
 	ref := referenceSensors(t, cache, frames)
+	// The operator's acknowledgement belongs to the uninterrupted run too.
+	for _, e := range ref[ackedDev].state.Apply(ackIn, nil) {
+		ref[ackedDev].events = append(ref[ackedDev].events, e.ID.String())
+	}
 	for _, m := range members {
 		got := storedSensors(t, m.dataDir, reg.storageKeyFile)
 		if len(got) != len(ref) || len(ref) != len(fl.Sensors()) {
@@ -476,4 +486,76 @@ func scrapeLabeled(ctx context.Context, addr, name, label, value string) (map[st
 		out[part] = v
 	}
 	return out, nil
+}
+
+// ackThroughAnotherMember acknowledges an open alarm through the API of a
+// member that does not serve the device: the member forwards it to the one
+// that does, and the replicated twin shows it acknowledged.
+func ackThroughAnotherMember(t *testing.T, ctx context.Context, asker *clusterMember, token string, fl *fleet.Fleet) (devicetwin.EUI64, devicetwin.Input) {
+	t.Helper()
+	tlsCfg, err := tlsconf.ClientConfig(filepath.Join(asker.dataDir, "tls", tlsconf.CAFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg, ForceAttemptHTTP2: true}}
+	defer hc.CloseIdleConnections()
+	url := "https://" + asker.api
+	auth := func(r connect.AnyRequest) { r.Header().Set("Authorization", "Bearer "+token) }
+	st := connect.NewRequest(&apiv1.GetClusterStatusRequest{})
+	auth(st)
+	status, err := apiv1connect.NewClusterServiceClient(hc, url).GetClusterStatus(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := map[uint32]bool{}
+	for _, m := range status.Msg.GetMembers() {
+		if m.GetId() == asker.id {
+			for _, p := range m.GetPartitions() {
+				mine[p] = true
+			}
+		}
+	}
+	twins := apiv1connect.NewTwinServiceClient(hc, url)
+	var target *apiv1.Alarm
+	for _, s := range fl.Sensors() {
+		var b kafka.Murmur2Balancer
+		p := b.Balance(kafka.Message{Key: []byte(hex.EncodeToString(s.DevAddr[:]))}, 0, 1, 2, 3, 4, 5)
+		if mine[uint32(p)] {
+			continue
+		}
+		req := connect.NewRequest(&apiv1.GetTwinRequest{DevEui: hex.EncodeToString(s.DevEUI[:])})
+		auth(req)
+		resp, err := twins.GetTwin(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range resp.Msg.GetTwin().GetActiveAlarms() {
+			if a.GetStatus() == twinv1.AlarmStatus_ALARM_STATUS_ACTIVE_UNACK {
+				target = a
+			}
+		}
+		if target != nil {
+			break
+		}
+	}
+	if target == nil {
+		t.Fatal("no open alarm on a device served by another member")
+	}
+	ack := connect.NewRequest(&apiv1.AcknowledgeAlarmRequest{AlarmId: target.GetAlarmId(), Note: "forwarded"})
+	auth(ack)
+	resp, err := apiv1connect.NewAlarmServiceClient(hc, url).AcknowledgeAlarm(ctx, ack)
+	if err != nil {
+		t.Fatalf("acknowledge %s through %s: %v", target.GetAlarmId(), asker.id, err)
+	}
+	got := resp.Msg.GetAlarm()
+	if got.GetStatus() != twinv1.AlarmStatus_ALARM_STATUS_ACTIVE_ACK {
+		t.Fatalf("acknowledged alarm: %v", got)
+	}
+	t.Logf("alarm %s acknowledged through %s, which does not serve the device", target.GetAlarmId(), asker.id)
+	dev, err := devicetwin.ParseEUI(got.GetDevEui())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dev, devicetwin.AlarmAck{Type: devicetwin.AlarmType(got.GetType()), By: got.GetAcknowledgedBy(),
+		At: got.GetUpdatedAt().AsTime(), Note: got.GetNote()}
 }

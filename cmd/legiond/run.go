@@ -173,7 +173,7 @@ func runRun(ctx context.Context, args []string, s stdio) int {
 	if *apiAddr != "" {
 		api, err := startAPI(ctx, apiConfig{Addr: *apiAddr, CertFile: *apiCert, KeyFile: *apiKey, Issuer: *apiIssuer}, apiDeps{
 			DataDir: *dataDir, Kafka: streams.ClientConfig{Brokers: n.brokers, TLS: client.TLS, SASL: client.SASL},
-			Registry: n.pg, Store: n.store, Alarms: alarmCommander{sys: n.system, owns: n.ownsFunc()}, Cluster: n.clusterStatus(), Logger: log,
+			Registry: n.pg, Store: n.store, Alarms: n.alarmCommander(), Cluster: n.clusterStatus(), Logger: log,
 		})
 		if err != nil {
 			_ = n.Close()
