@@ -23,6 +23,9 @@ import (
 type TwinStore struct {
 	Group *Group
 	Store *pebblestore.Store
+	// SkipEvents drops the units' event writes: the member fills its
+	// recent-event window another way (cmd's event view of twin.events).
+	SkipEvents bool
 }
 
 // LoadTwin reads the local replica.
@@ -43,7 +46,9 @@ func (s TwinStore) Submit(ctx context.Context, writes []pebblestore.Write, done 
 	for _, w := range writes {
 		tenant, kind, eui, u, ok := w.TwinWrite()
 		if !ok {
-			local = append(local, w)
+			if !s.SkipEvents {
+				local = append(local, w)
+			}
 			continue
 		}
 		b.Twins = append(b.Twins, TwinUpdate{Tenant: tenant, Kind: kind, EUI: eui,
@@ -51,6 +56,10 @@ func (s TwinStore) Submit(ctx context.Context, writes []pebblestore.Write, done 
 			Snapshot: append([]byte(nil), u.Snapshot...)}) // the caller may reuse its bytes once Submit returns
 	}
 	if len(b.Twins) == 0 {
+		if len(local) == 0 {
+			done(nil)
+			return nil
+		}
 		return s.Store.Submit(ctx, local, done)
 	}
 	if err := b.Validate(); err != nil {

@@ -200,7 +200,7 @@ func (n *node) startReplication(ctx context.Context, acfg *actors.Config) error 
 			return fmt.Errorf("node: join the cluster: %w", err)
 		}
 	}
-	c.twins = replication.TwinStore{Group: c.group, Store: n.store}
+	c.twins = replication.TwinStore{Group: c.group, Store: n.store, SkipEvents: true} // the event view writes them
 	acfg.Store = c.twins
 	acfg.Owns = n.owns
 	acfg.GatewaySeen = seenSink{n}
@@ -331,6 +331,16 @@ func (n *node) startPlacement(client streams.ClientConfig) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	log := n.log.With("component", "placement")
+	view, err := newEventView(client, ccfg.GroupID+"-view-"+c.cfg.NodeID, n.store)
+	if err != nil {
+		cancel()
+		return fmt.Errorf("node: %w", err)
+	}
+	c.wg.Go(func() {
+		if err := view.run(ctx); err != nil {
+			n.log.Error("event view stopped", "err", err)
+		}
+	})
 	c.wg.Go(func() {
 		if err := placement.RunCoordinator(ctx, placement.CoordinatorConfig{
 			Group: c.group, Partitions: n.cfg.Partitions, FailAfter: c.cfg.FailAfter, Logger: log,

@@ -21,6 +21,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/legionelladossier/legiond/api/tlsconf"
 	"github.com/legionelladossier/legiond/devicetwin"
@@ -354,7 +355,7 @@ func TestClusterFaults(t *testing.T) {
 	if !strings.Contains(status, "consensus true") || strings.Count(status, " true ") < 3 {
 		t.Errorf("cluster status does not show three live members and consensus:\n%s", status)
 	}
-	ackedDev, ackIn := ackThroughAnotherMember(t, ctx, asker, strings.TrimSpace(token), fl)
+	ackedDev, ackIn := ackThroughAnotherMember(t, ctx, asker, strings.TrimSpace(token), fl, start)
 	for _, m := range members {
 		m.p.stop(t)
 	}
@@ -491,7 +492,10 @@ func scrapeLabeled(ctx context.Context, addr, name, label, value string) (map[st
 // ackThroughAnotherMember acknowledges an open alarm through the API of a
 // member that does not serve the device: the member forwards it to the one
 // that does, and the replicated twin shows it acknowledged.
-func ackThroughAnotherMember(t *testing.T, ctx context.Context, asker *clusterMember, token string, fl *fleet.Fleet) (devicetwin.EUI64, devicetwin.Input) {
+//
+// It also reads the device's readings through that member: every member's
+// recent-event window holds every device's events.
+func ackThroughAnotherMember(t *testing.T, ctx context.Context, asker *clusterMember, token string, fl *fleet.Fleet, start time.Time) (devicetwin.EUI64, devicetwin.Input) {
 	t.Helper()
 	tlsCfg, err := tlsconf.ClientConfig(filepath.Join(asker.dataDir, "tls", tlsconf.CAFileName))
 	if err != nil {
@@ -541,6 +545,24 @@ func ackThroughAnotherMember(t *testing.T, ctx context.Context, asker *clusterMe
 	if target == nil {
 		t.Fatal("no open alarm on a device served by another member")
 	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for !cond() {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("timed out waiting for %s", what)
+			case <-time.After(50 * time.Millisecond): // polling the API
+			}
+		}
+	}
+	telemetry := apiv1connect.NewTelemetryServiceClient(hc, url)
+	waitFor("readings of "+target.GetDevEui()+" on "+asker.id, func() bool {
+		req := connect.NewRequest(&apiv1.ListReadingsRequest{DevEui: target.GetDevEui(), PageSize: 10,
+			Period: &apiv1.Period{Start: timestamppb.New(start), End: timestamppb.New(start.Add(13 * time.Hour))}})
+		auth(req)
+		resp, err := telemetry.ListReadings(ctx, req)
+		return err == nil && len(resp.Msg.GetReadings()) > 0
+	})
 	ack := connect.NewRequest(&apiv1.AcknowledgeAlarmRequest{AlarmId: target.GetAlarmId(), Note: "forwarded"})
 	auth(ack)
 	resp, err := apiv1connect.NewAlarmServiceClient(hc, url).AcknowledgeAlarm(ctx, ack)
