@@ -62,36 +62,14 @@ func BenchmarkClusterFailover(b *testing.B) {
 // waitBalanced waits until every member serves its even share.
 func waitBalanced(tb testing.TB, ctx context.Context, members []*clusterMember, partitions int) {
 	tb.Helper()
-	for {
-		ok := true
+	pollUntil(tb, ctx, "balanced partitions", func() bool {
 		for _, m := range members {
-			ok = ok && m.gauge(ctx, "legiond_cluster_partitions_owned") == float64(partitions/len(members))
-		}
-		if ok {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			tb.Fatal("partitions not balanced")
-		case <-time.After(20 * time.Millisecond): // polling the members' metrics
-		}
-	}
-}
-
-func clusterLeader(tb testing.TB, ctx context.Context, members []*clusterMember) *clusterMember {
-	tb.Helper()
-	for {
-		for _, m := range members {
-			if m.gauge(ctx, "legiond_cluster_leader") == 1 {
-				return m
+			if m.gauge(ctx, "legiond_cluster_partitions_owned") != float64(partitions/len(members)) {
+				return false
 			}
 		}
-		select {
-		case <-ctx.Done():
-			tb.Fatal("no leader")
-		case <-time.After(20 * time.Millisecond): // polling the members' metrics
-		}
-	}
+		return true
+	})
 }
 
 // BenchmarkClusterThroughput drains the same backlog (300 sensors, 24
@@ -119,23 +97,15 @@ func BenchmarkClusterThroughput(b *testing.B) {
 			b.ResetTimer()
 			began := time.Now()
 			c.startAll(b, ctx)
-			for _, m := range c.members[:1] { // every member replicates the same offsets
-				for {
-					got, err := scrapeLabeled(ctx, m.metrics, "legiond_cluster_replicated_offset", "topic", streams.TopicUplink)
-					done := err == nil
-					for p, end := range ends {
-						done = done && (end == 0 || got[strconv.Itoa(p)] >= float64(end))
-					}
-					if done {
-						break
-					}
-					select {
-					case <-ctx.Done():
-						b.Fatal("backlog not drained")
-					case <-time.After(50 * time.Millisecond): // polling the member's metrics
-					}
+			// Every member replicates the same offsets: the first one tells.
+			pollUntil(b, ctx, "the backlog drained", func() bool {
+				got, err := scrapeLabeled(ctx, c.members[0].metrics, "legiond_cluster_replicated_offset", "topic", streams.TopicUplink)
+				done := err == nil
+				for p, end := range ends {
+					done = done && (end == 0 || got[strconv.Itoa(p)] >= float64(end))
 				}
-			}
+				return done
+			})
 			d := time.Since(began)
 			b.StopTimer()
 			b.ReportMetric(float64(len(ups))/d.Seconds(), "records/s")

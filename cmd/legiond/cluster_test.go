@@ -80,22 +80,43 @@ func (m *clusterMember) gauge(ctx context.Context, name string) float64 {
 func waitServed(t testing.TB, ctx context.Context, members []*clusterMember, partitions int) time.Duration {
 	t.Helper()
 	began := time.Now()
-	for {
+	pollUntil(t, ctx, fmt.Sprintf("all %d partitions served", partitions), func() bool {
 		total := 0.0
 		for _, m := range members {
-			if v := m.gauge(ctx, "legiond_cluster_partitions_owned"); v > 0 {
-				total += v
-			}
+			total += max(m.gauge(ctx, "legiond_cluster_partitions_owned"), 0)
 		}
-		if int(total) == partitions {
-			return time.Since(began)
-		}
+		return int(total) == partitions
+	})
+	return time.Since(began)
+}
+
+// pollUntil polls cond (metrics or the API of member processes: there is
+// no event to await across processes) until it holds or ctx ends.
+func pollUntil(tb testing.TB, ctx context.Context, what string, cond func() bool) {
+	tb.Helper()
+	for !cond() {
 		select {
 		case <-ctx.Done():
-			t.Fatalf("partitions served: %v of %d", total, partitions)
-		case <-time.After(20 * time.Millisecond): // polling the members' metrics
+			tb.Fatalf("timed out waiting for %s", what)
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// clusterLeader returns the member that reports itself the Raft leader.
+func clusterLeader(tb testing.TB, ctx context.Context, members []*clusterMember) *clusterMember {
+	tb.Helper()
+	var leader *clusterMember
+	pollUntil(tb, ctx, "a leader", func() bool {
+		for _, m := range members {
+			if m.gauge(ctx, "legiond_cluster_leader") == 1 {
+				leader = m
+				return true
+			}
+		}
+		return false
+	})
+	return leader
 }
 
 // testCluster is a broker process, a registry and n member processes
@@ -210,16 +231,7 @@ func TestClusterFaults(t *testing.T) {
 		}
 		return total
 	}
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		for !cond() {
-			select {
-			case <-ctx.Done():
-				t.Fatalf("timed out waiting for %s", what)
-			case <-time.After(20 * time.Millisecond): // polling metrics
-			}
-		}
-	}
+	waitFor := func(what string, cond func() bool) { t.Helper(); pollUntil(t, ctx, what, cond) }
 	waitFor("a share of the first slice applied", func() bool { return applied() > float64(slice/3) })
 
 	var failovers []time.Duration
@@ -233,20 +245,7 @@ func TestClusterFaults(t *testing.T) {
 			t.Errorf("failover of %s took %v, goal 5 s", m.id, d)
 		}
 	}
-	leader := func() *clusterMember {
-		for {
-			for _, m := range members {
-				if m.gauge(ctx, "legiond_cluster_leader") == 1 {
-					return m
-				}
-			}
-			select {
-			case <-ctx.Done():
-				t.Fatal("no leader")
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}
+	leader := func() *clusterMember { return clusterLeader(t, ctx, members) }
 
 	// 1. A follower dies under load.
 	l := leader()
@@ -545,18 +544,8 @@ func ackThroughAnotherMember(t *testing.T, ctx context.Context, asker *clusterMe
 	if target == nil {
 		t.Fatal("no open alarm on a device served by another member")
 	}
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		for !cond() {
-			select {
-			case <-ctx.Done():
-				t.Fatalf("timed out waiting for %s", what)
-			case <-time.After(50 * time.Millisecond): // polling the API
-			}
-		}
-	}
 	telemetry := apiv1connect.NewTelemetryServiceClient(hc, url)
-	waitFor("readings of "+target.GetDevEui()+" on "+asker.id, func() bool {
+	pollUntil(t, ctx, "readings of "+target.GetDevEui()+" on "+asker.id, func() bool {
 		req := connect.NewRequest(&apiv1.ListReadingsRequest{DevEui: target.GetDevEui(), PageSize: 10,
 			Period: &apiv1.Period{Start: timestamppb.New(start), End: timestamppb.New(start.Add(13 * time.Hour))}})
 		auth(req)
