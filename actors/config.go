@@ -87,6 +87,10 @@ type Config struct {
 	// clusters whose partition leaders work in parallel.
 	// Default: DefaultPublishMaxInFlight (1).
 	PublishMaxInFlight int
+	// NoAsyncPublish makes the System batch events itself (Publish calls,
+	// PublishMax*) even when Events implements AsyncEventSink.
+	// Default false.
+	NoAsyncPublish bool
 	// PublishQueue bounds the twins' submissions waiting for the batcher;
 	// a full queue blocks the submitting twin (backpressure).
 	// Default: DefaultPublishQueue (8192).
