@@ -27,8 +27,8 @@ type publisher struct {
 	s     *System
 	async AsyncEventSink // when set, items bypass the batcher
 	in    chan *pubItem
-	sem  chan struct{}
-	done chan struct{} // a call finished
+	sem   chan struct{}
+	done  chan struct{} // a call finished
 }
 
 func newPublisher(s *System) *publisher {
@@ -39,9 +39,9 @@ func newPublisher(s *System) *publisher {
 	return &publisher{
 		s:     s,
 		async: async,
-		in:   make(chan *pubItem, s.cfg.PublishQueue),
-		sem:  make(chan struct{}, s.cfg.PublishMaxInFlight),
-		done: make(chan struct{}, s.cfg.PublishMaxInFlight),
+		in:    make(chan *pubItem, s.cfg.PublishQueue),
+		sem:   make(chan struct{}, s.cfg.PublishMaxInFlight),
+		done:  make(chan struct{}, s.cfg.PublishMaxInFlight),
 	}
 }
 
