@@ -125,7 +125,7 @@ func TestAsyncPublishOutOfOrderAcks(t *testing.T) {
 			sink := &asyncSink{sensor: d.eui().String(), acked: map[uint32]bool{}, arrived: make(chan struct{}, 64)}
 			var cs *checkStore
 			h := newHarness(t, []*testDevice{d}, func(c *Config) {
-				c.Events = sink
+				c.Events, c.AsyncPublish = sink, true
 				cs = &checkStore{StateStore: c.Store, sink: sink, eui: pebblestore.EUI(d.eui())}
 				c.Store = cs
 			})

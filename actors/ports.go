@@ -31,8 +31,8 @@ type EventSink interface {
 }
 
 // AsyncEventSink is an EventSink that also publishes without waiting
-// (streams.EventProducer implements it). When Config.Events implements it,
-// each twin hands its events over directly and the sink batches them (per
+// (streams.EventProducer implements it). With Config.AsyncPublish, each
+// twin hands its events over directly and the sink batches them (per
 // partition, one request in flight while the next gathers) instead of
 // the System's own batcher.
 //

@@ -32,9 +32,9 @@ type publisher struct {
 }
 
 func newPublisher(s *System) *publisher {
-	async, _ := s.cfg.Events.(AsyncEventSink)
-	if s.cfg.NoAsyncPublish {
-		async = nil
+	var async AsyncEventSink
+	if s.cfg.AsyncPublish {
+		async, _ = s.cfg.Events.(AsyncEventSink)
 	}
 	return &publisher{
 		s:     s,

@@ -36,6 +36,9 @@ type lanes struct {
 	maxBytes int64
 	metrics  *Metrics
 	bal      kafka.Murmur2Balancer
+	// sem bounds the lanes' requests in flight together (LaneRequests):
+	// a lane waiting for a slot keeps gathering.
+	sem chan struct{}
 
 	ctx    context.Context // cancelled by close, after the lanes drained
 	cancel context.CancelFunc
@@ -124,7 +127,7 @@ func newLanes(cfg ProducerConfig, transport *kafka.Transport, metrics *Metrics, 
 	return &lanes{
 		w: w, client: &kafka.Client{Addr: w.Addr, Transport: transport, Timeout: cfg.WriteTimeout},
 		topic: cfg.Topic, maxBatch: cfg.BatchSize, maxBytes: cfg.BatchBytes, metrics: metrics,
-		ctx: ctx, cancel: cancel,
+		sem: make(chan struct{}, cfg.LaneRequests), ctx: ctx, cancel: cancel,
 	}
 }
 
@@ -228,6 +231,9 @@ func (l *lane) run() {
 			l.mu.Unlock()
 			return
 		}
+		l.mu.Unlock()
+		l.ls.sem <- struct{}{}
+		l.mu.Lock()
 		n, size := 0, int64(0)
 		for n < len(l.msgs) && n < l.ls.maxBatch {
 			s := approxSize(&l.msgs[n])
@@ -250,6 +256,7 @@ func (l *lane) run() {
 
 		began := time.Now()
 		err := l.ls.w.WriteMessages(l.ls.ctx, msgs...)
+		<-l.ls.sem
 		m := l.ls.metrics
 		m.EventRequests.Add(1)
 		m.EventRequestNanos.Add(uint64(time.Since(began)))

@@ -23,6 +23,7 @@ const (
 	DefaultBatchTimeout = 5 * time.Millisecond
 	DefaultWriteTimeout = 10 * time.Second
 	DefaultMaxAttempts  = 10
+	DefaultLaneRequests = 4
 )
 
 // Compression codecs accepted in ProducerConfig.Compression.
@@ -84,6 +85,13 @@ type ProducerConfig struct {
 	// Default: DefaultMaxAttempts (10).
 	MaxAttempts int
 
+	// LaneRequests bounds the produce requests EventProducer.PublishAsync
+	// has in flight together, over all partitions (each partition has at
+	// most one). Fewer means larger batches under load; more means
+	// partitions wait less for each other. Other producers ignore it.
+	// Default: DefaultLaneRequests (4).
+	LaneRequests int
+
 	// Compression is CompressionNone, CompressionGzip, CompressionSnappy,
 	// CompressionLZ4 or CompressionZstd. Default: CompressionNone.
 	Compression string
@@ -116,6 +124,9 @@ func (c *ProducerConfig) validate(defaultTopic string) error {
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = DefaultMaxAttempts
 	}
+	if c.LaneRequests == 0 {
+		c.LaneRequests = DefaultLaneRequests
+	}
 	if c.Compression == "" {
 		c.Compression = CompressionNone
 	}
@@ -133,6 +144,8 @@ func (c *ProducerConfig) validate(defaultTopic string) error {
 		return fmt.Errorf("%w: negative timeout", ErrInvalidConfig)
 	case c.MaxAttempts < 1:
 		return fmt.Errorf("%w: MaxAttempts %d < 1", ErrInvalidConfig, c.MaxAttempts)
+	case c.LaneRequests < 1:
+		return fmt.Errorf("%w: LaneRequests %d < 1", ErrInvalidConfig, c.LaneRequests)
 	}
 	if _, err := compression(c.Compression); err != nil {
 		return err
