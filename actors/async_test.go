@@ -94,7 +94,7 @@ func (c *checkStore) Submit(ctx context.Context, writes []pebblestore.Write, don
 	prefix := c.sink.durablePrefix()
 	return c.StateStore.Submit(ctx, writes, func(err error) {
 		if err == nil {
-			if rec, lerr := c.StateStore.LoadTwin(ctx, testCustomer.String(), pebblestore.KindSensor, c.eui); lerr == nil {
+			if rec, lerr := c.LoadTwin(ctx, testCustomer.String(), pebblestore.KindSensor, c.eui); lerr == nil {
 				st, uerr := devicetwin.UnmarshalSensorSnapshot(rec.Snapshot)
 				last, _ := st.LastFCnt()
 				c.mu.Lock()
