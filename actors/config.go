@@ -72,6 +72,10 @@ type Config struct {
 	// activation wrote it). Default: the start time in Unix milliseconds.
 	Epoch uint64
 
+	// PublishMaxEvents, PublishMaxDelay, PublishMaxInFlight and
+	// PublishQueue configure the System's own batcher, used when Events
+	// is not an AsyncEventSink or AsyncPublish is off.
+	//
 	// PublishMaxEvents bounds the events of one Publish call; the batcher
 	// collects events of many twins until this many, or until
 	// PublishMaxDelay passed while other calls were in flight.
@@ -87,6 +91,13 @@ type Config struct {
 	// clusters whose partition leaders work in parallel.
 	// Default: DefaultPublishMaxInFlight (1).
 	PublishMaxInFlight int
+	// AsyncPublish hands each twin's events straight to Events when it
+	// implements AsyncEventSink (streams.EventProducer batches them per
+	// partition) instead of the System's batcher. Lower publish latency
+	// at moderate rates; on a broker that fsyncs every produce request,
+	// ≈ 10–15 % fewer frames per CPU-second at saturation (smaller
+	// batches, smaller store groups). Default false.
+	AsyncPublish bool
 	// PublishQueue bounds the twins' submissions waiting for the batcher;
 	// a full queue blocks the submitting twin (backpressure).
 	// Default: DefaultPublishQueue (8192).

@@ -23,8 +23,11 @@
 //
 // # Commit protocol (docs/architecture.md has the full page)
 //
-// For every applied input: (1) its events go to a batcher that publishes
-// the events of many twins in one EventSink.Publish call; (2) once the
+// For every applied input: (1) its events are published: by a batcher
+// that publishes the events of many twins in one EventSink.Publish call,
+// or with Config.AsyncPublish handed straight to an AsyncEventSink
+// (streams.EventProducer batches them per partition); acknowledgements may come back in any order, and
+// an input counts as published only with its own; (2) once the
 // head of a twin's ordered list of inputs is published, the twin submits
 // one StateStore unit: the snapshot after that prefix, fenced by the
 // version it derives from, plus the events for the recent window; (3) when

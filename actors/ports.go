@@ -30,6 +30,21 @@ type EventSink interface {
 	Publish(ctx context.Context, events ...*twinv1.TwinEvent) error
 }
 
+// AsyncEventSink is an EventSink that also publishes without waiting
+// (streams.EventProducer implements it). With Config.AsyncPublish, each
+// twin hands its events over directly and the sink batches them (per
+// partition, one request in flight while the next gathers) instead of
+// the System's own batcher.
+//
+// PublishAsync must call done exactly once: nil once every event is
+// durable, else the failure. It must not keep the events after it
+// returned, and it must write the events of one device in the order they
+// were handed over (one device's events share a key).
+type AsyncEventSink interface {
+	EventSink
+	PublishAsync(ctx context.Context, events []*twinv1.TwinEvent, done func(error))
+}
+
 // Directory resolves frames to devices (postgres.Cache implements it).
 // Returned slices are shared and read-only.
 type Directory interface {

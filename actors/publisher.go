@@ -24,24 +24,44 @@ type pubItem struct {
 // (low latency when quiet); while calls are in flight it grows until
 // PublishMaxEvents or PublishMaxDelay (large batches under load).
 type publisher struct {
-	s    *System
-	in   chan *pubItem
-	sem  chan struct{}
-	done chan struct{} // a call finished
+	s     *System
+	async AsyncEventSink // when set, items bypass the batcher
+	in    chan *pubItem
+	sem   chan struct{}
+	done  chan struct{} // a call finished
 }
 
 func newPublisher(s *System) *publisher {
+	var async AsyncEventSink
+	if s.cfg.AsyncPublish {
+		async, _ = s.cfg.Events.(AsyncEventSink)
+	}
 	return &publisher{
-		s:    s,
-		in:   make(chan *pubItem, s.cfg.PublishQueue),
-		sem:  make(chan struct{}, s.cfg.PublishMaxInFlight),
-		done: make(chan struct{}, s.cfg.PublishMaxInFlight),
+		s:     s,
+		async: async,
+		in:    make(chan *pubItem, s.cfg.PublishQueue),
+		sem:   make(chan struct{}, s.cfg.PublishMaxInFlight),
+		done:  make(chan struct{}, s.cfg.PublishMaxInFlight),
 	}
 }
 
 // submit queues an item; it blocks while the queue is full (backpressure
 // on the submitting twin). After the System stopped, the item fails.
+// With an AsyncEventSink the item goes straight to the sink, which
+// answers the twin through its mailbox.
 func (p *publisher) submit(it *pubItem) {
+	if p.async != nil {
+		s, n := p.s, len(it.events)
+		p.async.PublishAsync(s.ctx, it.events, func(err error) {
+			if err != nil {
+				s.m.publishErrs.Inc()
+			} else {
+				s.m.events.Add(float64(n))
+			}
+			s.root.Send(it.pid, &publishedMsg{op: it.op, gen: it.gen, err: err})
+		})
+		return
+	}
 	select {
 	case p.in <- it:
 	case <-p.s.ctx.Done():
@@ -50,6 +70,9 @@ func (p *publisher) submit(it *pubItem) {
 }
 
 func (p *publisher) run(ctx context.Context) {
+	if p.async != nil {
+		return
+	}
 	var (
 		batch    []*pubItem
 		n        int

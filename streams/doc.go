@@ -94,7 +94,11 @@
 // EventProducer.Publish writes TwinEvents to twin.events synchronously with
 // acks=all: the twin calls done(nil) for an uplink only after Publish
 // returned nil for its events, which orders "events durable" before
-// "offset committed". DLQProducer writes dead letters with the original
+// "offset committed". EventProducer.PublishAsync is the pipelined form
+// the node uses: one lane per partition writes whatever is queued in one
+// produce request while the next gathers (one request in flight per
+// partition, so one device's events stay in order), and calls done once a
+// call's events are all durable. DLQProducer writes dead letters with the original
 // key, value and headers plus reason and source headers. SeenProducer
 // writes lorawan.gateway.seen like EventProducer (acks=all, synchronous,
 // concurrent callers share batches). UplinkProducer is

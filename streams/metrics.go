@@ -52,6 +52,11 @@ type Metrics struct {
 	// written and failed Publish calls.
 	EventsPublished atomic.Uint64
 	PublishErrors   atomic.Uint64
+	// EventRequests counts the produce calls of PublishAsync's partition
+	// lanes (one partition each) and EventRequestNanos their total
+	// duration; failed ones also count in PublishErrors.
+	EventRequests     atomic.Uint64
+	EventRequestNanos atomic.Uint64
 	// SeenPublished counts lorawan.gateway.seen records durably written
 	// by SeenProducer (its failed calls count in PublishErrors).
 	SeenPublished atomic.Uint64

@@ -23,6 +23,7 @@ const (
 	DefaultBatchTimeout = 5 * time.Millisecond
 	DefaultWriteTimeout = 10 * time.Second
 	DefaultMaxAttempts  = 10
+	DefaultLaneRequests = 4
 )
 
 // Compression codecs accepted in ProducerConfig.Compression.
@@ -84,6 +85,13 @@ type ProducerConfig struct {
 	// Default: DefaultMaxAttempts (10).
 	MaxAttempts int
 
+	// LaneRequests bounds the produce requests EventProducer.PublishAsync
+	// has in flight together, over all partitions (each partition has at
+	// most one). Fewer means larger batches under load; more means
+	// partitions wait less for each other. Other producers ignore it.
+	// Default: DefaultLaneRequests (4).
+	LaneRequests int
+
 	// Compression is CompressionNone, CompressionGzip, CompressionSnappy,
 	// CompressionLZ4 or CompressionZstd. Default: CompressionNone.
 	Compression string
@@ -116,6 +124,9 @@ func (c *ProducerConfig) validate(defaultTopic string) error {
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = DefaultMaxAttempts
 	}
+	if c.LaneRequests == 0 {
+		c.LaneRequests = DefaultLaneRequests
+	}
 	if c.Compression == "" {
 		c.Compression = CompressionNone
 	}
@@ -133,6 +144,8 @@ func (c *ProducerConfig) validate(defaultTopic string) error {
 		return fmt.Errorf("%w: negative timeout", ErrInvalidConfig)
 	case c.MaxAttempts < 1:
 		return fmt.Errorf("%w: MaxAttempts %d < 1", ErrInvalidConfig, c.MaxAttempts)
+	case c.LaneRequests < 1:
+		return fmt.Errorf("%w: LaneRequests %d < 1", ErrInvalidConfig, c.LaneRequests)
 	}
 	if _, err := compression(c.Compression); err != nil {
 		return err
@@ -221,6 +234,7 @@ func (w *writer) close() error {
 // consumers de-duplicate.
 type EventProducer struct {
 	w       *writer
+	lanes   *lanes // PublishAsync
 	metrics *Metrics
 	marshal proto.MarshalOptions
 }
@@ -238,7 +252,8 @@ func NewEventProducer(cfg ProducerConfig, metrics *Metrics, logger *slog.Logger)
 	if metrics == nil {
 		metrics = &Metrics{}
 	}
-	return &EventProducer{w: w, metrics: metrics, marshal: proto.MarshalOptions{Deterministic: true}}, nil
+	return &EventProducer{w: w, lanes: newLanes(cfg, w.transport, metrics, logger), metrics: metrics,
+		marshal: proto.MarshalOptions{Deterministic: true}}, nil
 }
 
 // Publish writes events and returns once all are durable. Every event needs
@@ -248,20 +263,9 @@ func (p *EventProducer) Publish(ctx context.Context, events ...*twinv1.TwinEvent
 	if len(events) == 0 {
 		return nil
 	}
-	msgs := make([]kafka.Message, len(events))
-	for i, e := range events {
-		if e.GetEventId() == "" || e.GetDeviceEui() == "" {
-			return fmt.Errorf("%w: twin event %d lacks event_id or device_eui", ErrInvalidRecord, i)
-		}
-		b, err := p.marshal.Marshal(e)
-		if err != nil {
-			return fmt.Errorf("%w: marshal twin event %s: %w", ErrInvalidRecord, e.GetEventId(), err)
-		}
-		msgs[i] = kafka.Message{
-			Key:     []byte(e.GetDeviceEui()),
-			Value:   b,
-			Headers: []kafka.Header{{Key: HeaderEventID, Value: []byte(e.GetEventId())}},
-		}
+	msgs, err := p.messages(events)
+	if err != nil {
+		return err
 	}
 	if err := p.w.write(ctx, msgs); err != nil {
 		p.metrics.PublishErrors.Add(1)
@@ -271,8 +275,38 @@ func (p *EventProducer) Publish(ctx context.Context, events ...*twinv1.TwinEvent
 	return nil
 }
 
-// Close flushes pending writes and releases connections.
-func (p *EventProducer) Close() error { return p.w.close() }
+// messages marshals events into records keyed by DevEUI.
+func (p *EventProducer) messages(events []*twinv1.TwinEvent) ([]kafka.Message, error) {
+	msgs := make([]kafka.Message, len(events))
+	for i, e := range events {
+		if e.GetEventId() == "" || e.GetDeviceEui() == "" {
+			return nil, fmt.Errorf("%w: twin event %d lacks event_id or device_eui", ErrInvalidRecord, i)
+		}
+		b, err := p.marshal.Marshal(e)
+		if err != nil {
+			return nil, fmt.Errorf("%w: marshal twin event %s: %w", ErrInvalidRecord, e.GetEventId(), err)
+		}
+		msgs[i] = kafka.Message{
+			Key:     []byte(e.GetDeviceEui()),
+			Value:   b,
+			Headers: []kafka.Header{{Key: HeaderEventID, Value: []byte(e.GetEventId())}},
+		}
+	}
+	return msgs, nil
+}
+
+// Close writes what PublishAsync queued, flushes pending writes and
+// releases connections.
+func (p *EventProducer) Close() error {
+	if p.w.closed.Load() {
+		return nil
+	}
+	lerr := p.lanes.close()
+	if err := p.w.close(); err != nil {
+		return err
+	}
+	return lerr
+}
 
 // DLQProducer writes rejected records to the dead-letter topic: the
 // original key, value and headers plus reason, reason_detail,

@@ -118,6 +118,8 @@ func runRun(ctx context.Context, args []string, s stdio) int {
 	apiKey := fs.String("api-key", "", "API server key (PEM)")
 	apiIssuer := fs.String("api-issuer", "", "OAuth issuer whose JWKS (<issuer>/.well-known/jwks.json) signs access tokens (default: the embedded development issuer)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	pprofAddr := fs.String("pprof-addr", "", "serve Go profiles (/debug/pprof/) on this loopback address (empty: off)")
+	eventLanes := fs.Bool("event-lanes", false, "publish twin events through per-partition lanes (lower latency at moderate rates, fewer frames per CPU-second at saturation)")
 	var cf clusterFlags
 	cf.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -144,6 +146,12 @@ func runRun(ctx context.Context, args []string, s stdio) int {
 		fmt.Fprintf(s.err, "legiond run: %v\n", err)
 		return exitUsage
 	}
+	if *pprofAddr != "" {
+		if err := servePprof(ctx, *pprofAddr, log); err != nil {
+			fmt.Fprintf(s.err, "legiond run: %v\n", err)
+			return exitUsage
+		}
+	}
 	cfg := nodeConfig{
 		DataDir: *dataDir, Kafka: client, BrokerAddr: *brokerAddr, Partitions: *partitions, Replication: *replication,
 		Consumer: streams.ConsumerConfig{GroupID: *group, SessionTimeout: *session, HeartbeatInterval: *heartbeat,
@@ -152,7 +160,7 @@ func runRun(ctx context.Context, args []string, s stdio) int {
 		// The development registry (no database URL) goes with a
 		// development storage key, unless a real one is given.
 		StorageMasterKeyFile: *storageKeyFile, DevStorageKey: *dbURL == "",
-		Actors: actors.Config{IdleTimeout: *idle, Shards: *shards},
+		Actors: actors.Config{IdleTimeout: *idle, Shards: *shards, AsyncPublish: *eventLanes},
 		Logger: log,
 	}
 	if cfg.Cluster, err = cf.config(); err != nil {
@@ -206,6 +214,8 @@ func runBroker(ctx context.Context, args []string, s stdio) int {
 	addr := fs.String("addr", "127.0.0.1:9092", "listen address (loopback)")
 	partitions := fs.Int("partitions", devbroker.DefaultPartitions, "partitions of topics created without a count")
 	minSession := fs.Duration("group-min-session-timeout", devbroker.DefaultGroupMinSessionTimeout, "smallest consumer-group session timeout accepted")
+	pprofAddr := fs.String("pprof-addr", "", "serve Go profiles (/debug/pprof/) on this loopback address (empty: off)")
+	noSync := fs.Bool("no-sync", false, "do not fsync every produced batch (acknowledged records then survive a crash of the process, not of the machine)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(s.err, brokerUsage)
@@ -219,7 +229,13 @@ func runBroker(ctx context.Context, args []string, s stdio) int {
 		return exitUsage
 	}
 	log, _ := newLogger(s.err, "info")
-	b, err := devbroker.Start(ctx, devbroker.Config{Dir: *dataDir, Addr: *addr, Partitions: *partitions, GroupMinSessionTimeout: *minSession}, log)
+	if *pprofAddr != "" {
+		if err := servePprof(ctx, *pprofAddr, log); err != nil {
+			fmt.Fprintf(s.err, "legiond broker: %v\n", err)
+			return exitUsage
+		}
+	}
+	b, err := devbroker.Start(ctx, devbroker.Config{Dir: *dataDir, NoSync: *noSync, Addr: *addr, Partitions: *partitions, GroupMinSessionTimeout: *minSession}, log)
 	if err != nil {
 		fmt.Fprintf(s.err, "legiond broker: %v\n", err)
 		return exitFailure
