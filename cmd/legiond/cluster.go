@@ -521,8 +521,11 @@ func (n *node) forwardAlarm(ctx context.Context, r alarmRequest) (*apiv1.Alarm, 
 		return nil, err
 	}
 	resp, err := c.group.Call(ctx, owner, append([]byte{memberReqAlarm}, body...))
-	if err != nil || len(resp) == 0 {
-		return nil, fmt.Errorf("device %s: member %s: %v: %w", r.Ref.DevEUI, owner, err, services.ErrUnavailable)
+	if err == nil && len(resp) == 0 {
+		err = errors.New("empty answer")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("device %s: member %s: %w: %w", r.Ref.DevEUI, owner, err, services.ErrUnavailable)
 	}
 	switch resp[0] {
 	case memberOK:
