@@ -40,11 +40,14 @@ bench: ## hot-path benchmarks (figures go to docs/benchmarks.md)
 	$(GO) test -run='^$$' -bench=. -benchmem ./devicetwin/... ./loadtest/... ./storage/pebblestore/ ./streams/... ./actors/
 
 LOADTEST_OUT ?= $(CURDIR)/loadtest-out
+# LOADTEST_BROKER_FLAGS=--no-sync runs the development broker with Kafka's
+# default flush policy (no fsync per write) instead of fsyncing every write.
+LOADTEST_BROKER_FLAGS ?=
 .PHONY: loadtest
 loadtest: ## full capacity runs against a local broker + node (reports in loadtest-out/)
 	$(GO) build -o $(TOOLS)/legiond ./cmd/legiond
 	rm -rf $(LOADTEST_OUT)/data && mkdir -p $(LOADTEST_OUT)
-	$(TOOLS)/legiond broker --data-dir $(LOADTEST_OUT)/data/kafka --addr 127.0.0.1:19092 & B=$$!; \
+	$(TOOLS)/legiond broker --data-dir $(LOADTEST_OUT)/data/kafka --addr 127.0.0.1:19092 $(LOADTEST_BROKER_FLAGS) & B=$$!; \
 	$(TOOLS)/legiond run --data-dir $(LOADTEST_OUT)/data/node --kafka-brokers 127.0.0.1:19092 --metrics-addr 127.0.0.1:19464 --api-addr 127.0.0.1:19443 --log-level warn & N=$$!; \
 	trap 'kill $$N; sleep 2; kill $$B' EXIT; \
 	until curl -sf 127.0.0.1:19464/healthz >/dev/null && [ -f $(LOADTEST_OUT)/data/node/auth/dev-issuer-es256-key.pem ]; do sleep 1; done; \
@@ -52,6 +55,7 @@ loadtest: ## full capacity runs against a local broker + node (reports in loadte
 	C="--kafka-brokers 127.0.0.1:19092 --node-data-dir $(LOADTEST_OUT)/data/node --metrics 127.0.0.1:19464 --pids $$N,$$B --quiet \
 	   --api https://127.0.0.1:19443 --ca $(LOADTEST_OUT)/data/node/tls/ca.pem --token $$T"; \
 	$(TOOLS)/legiond loadtest $$C --scenario steady --sensors 5000 --rate 5000 --duration 30s --out $(LOADTEST_OUT)/steady-5000 && \
+	$(TOOLS)/legiond loadtest $$C --scenario steady --sensors 100000 --rate 9000 --duration 30s --out $(LOADTEST_OUT)/thingsboard-100k && \
 	$(TOOLS)/legiond loadtest $$C --scenario gateway-backlog --sensors 10000 --backlog 6h --out $(LOADTEST_OUT)/backlog-10k && \
 	$(TOOLS)/legiond loadtest $$C --scenario morning-flush-storm --sensors 10000 --speed 120 --duration 30s --out $(LOADTEST_OUT)/flush-storm && \
 	$(TOOLS)/legiond loadtest $$C --scenario alarm-storm --sensors 10000 --speed 240 --duration 40s --alarm-sites 2 --out $(LOADTEST_OUT)/alarm-storm && \

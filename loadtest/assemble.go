@@ -163,7 +163,9 @@ func (r *runner) assemble(res *Result, prodStart, prodEnd time.Time, drain Drain
 	if res.Ramp != nil && res.Ramp.SaturationPerS > 0 {
 		rate = res.Ramp.SaturationPerS
 	}
-	res.Comparison = newComparison(cfg.Sensors, rate, cores, res.Env.CPUs, 2*res.Params.SamplesPerUplink)
+	// A record is one gateway's copy of a transmission: its data points
+	// count once per transmission, not per copy.
+	res.Comparison = newComparison(cfg.Sensors, rate, cores, res.Env.CPUs, float64(2*res.Params.SamplesPerUplink)/max(copies, 1))
 	res.Goals = goals(cfg, res)
 	r.smu.Lock()
 	res.Timeline = append([]Point(nil), r.timeline...)

@@ -222,7 +222,7 @@ func WriteMarkdown(w io.Writer, res *Result, plots []string) error {
 		row("Legiond, this run (per core used by the node)", num(float64(pr.Sensors)), num(c.RecordsPerS)+" msg/s",
 			fmt.Sprintf("%.2f used", c.NodeCores), num(c.RecordsPerUsedCPU)+" msg/s")
 	}
-	p("\nShape: %s. A Legiond message is one LoRaWAN uplink record (encrypted, MIC-checked, de-duplicated across gateways) carrying %g data points; "+
+	p("\nShape: %s. A Legiond message is one LoRaWAN uplink record, one gateway's copy of a transmission (encrypted, MIC-checked, de-duplicated across gateways); data points count once per transmission, %.3g per record on average; "+
 		"our figures include fsynced state and acks=all publishing, and share the box with Kafka, PostgreSQL and the harness.\n\n", c.Shape, c.DataPointsPerRec)
 
 	if len(plots) > 0 {

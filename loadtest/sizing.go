@@ -152,10 +152,10 @@ func publishedThingsBoard() []PublishedRun {
 
 // newComparison computes our per-core figures; shape names the published
 // run this one matches (same devices and rate within 10 %), if any.
-func newComparison(sensors int, recordsPerS, nodeCores float64, boxCores, dataPointsPerRecord int) Comparison {
+func newComparison(sensors int, recordsPerS, nodeCores float64, boxCores int, dataPointsPerRecord float64) Comparison {
 	c := Comparison{Published: publishedThingsBoard(), RecordsPerS: round1(recordsPerS), NodeCores: round3(nodeCores),
-		BoxCores: boxCores, DataPointsPerRec: float64(dataPointsPerRecord)}
-	c.DataPointsPerS = round1(recordsPerS * float64(dataPointsPerRecord))
+		BoxCores: boxCores, DataPointsPerRec: round3(dataPointsPerRecord)}
+	c.DataPointsPerS = round1(recordsPerS * dataPointsPerRecord)
 	if boxCores > 0 {
 		c.RecordsPerBoxCore = round1(recordsPerS / float64(boxCores))
 	}
