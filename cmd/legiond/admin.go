@@ -326,8 +326,10 @@ func runAdmin(ctx context.Context, args []string, s stdio) int {
 	var result any
 	err = store.InTx(ctx, scope, func(tx *postgres.Tx) error {
 		var err error
-		result, err = action(ctx, tx)
-		return err
+		if result, err = action(ctx, tx); err != nil || !adminChanges(name) {
+			return err
+		}
+		return auditAdminCLI(ctx, tx, fs, name, *actor)
 	})
 	if result != nil && (err == nil || errors.Is(err, postgres.ErrImportRejected)) {
 		if perr := printResult(s.out, result, *asJSON); perr != nil {
@@ -503,4 +505,36 @@ func tableOf(v any) ([]string, [][]string) {
 		return []string{"IMPORT", ""}, rows
 	}
 	return []string{"RESULT"}, [][]string{{fmt.Sprint(v)}}
+}
+
+// adminChanges reports the admin commands that change the registry.
+func adminChanges(name string) bool {
+	return strings.HasSuffix(name, " create") || name == "device import"
+}
+
+// auditAdminCLI records an operator's registry change made on the command
+// line, in the change's transaction, like the API's admin changes: who,
+// what, the tenant, and the names of the flags given (never their values:
+// keys and personal data stay out of the trail).
+func auditAdminCLI(ctx context.Context, tx *postgres.Tx, fs *flag.FlagSet, name, actor string) error {
+	var set []string
+	fs.Visit(func(f *flag.Flag) { set = append(set, f.Name) })
+	e := postgres.AuditEntry{Actor: "cli:" + actor, ActorRole: "operator", Action: postgres.AuditAdminChange,
+		Target: "admin:" + strings.ReplaceAll(name, " ", "-"),
+		Details: map[string]any{"op": "create", "command": "legiond admin " + name, "flags": set}}
+	tenant := func(flagName string) *uuid.UUID {
+		if f := fs.Lookup(flagName); f != nil {
+			if id, err := uuid.Parse(f.Value.String()); err == nil {
+				return &id
+			}
+		}
+		return nil
+	}
+	if e.CustomerID = tenant("customer"); e.CustomerID == nil {
+		e.PartnerID = tenant("partner")
+	}
+	if _, err := tx.AppendAudit(ctx, e); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	return nil
 }

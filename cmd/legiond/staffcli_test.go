@@ -162,7 +162,7 @@ func TestStaffAccessCLI(t *testing.T) {
 			t.Error("a token reached the audit trail")
 		}
 	}
-	want := "breakglass.grant breakglass.revoke token.issue alarm.acknowledge gdpr.export gdpr.erase"
+	want := "admin.change admin.change breakglass.grant breakglass.revoke token.issue alarm.acknowledge gdpr.export gdpr.erase"
 	if got := strings.Join(actions, " "); got != want {
 		t.Errorf("audit actions %q, want %q", got, want)
 	}
