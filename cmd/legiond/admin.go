@@ -520,7 +520,7 @@ func auditAdminCLI(ctx context.Context, tx *postgres.Tx, fs *flag.FlagSet, name,
 	var set []string
 	fs.Visit(func(f *flag.Flag) { set = append(set, f.Name) })
 	e := postgres.AuditEntry{Actor: "cli:" + actor, ActorRole: "operator", Action: postgres.AuditAdminChange,
-		Target: "admin:" + strings.ReplaceAll(name, " ", "-"),
+		Target:  "admin:" + strings.ReplaceAll(name, " ", "-"),
 		Details: map[string]any{"op": "create", "command": "legiond admin " + name, "flags": set}}
 	tenant := func(flagName string) *uuid.UUID {
 		if f := fs.Lookup(flagName); f != nil {
