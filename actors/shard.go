@@ -1,6 +1,8 @@
 package actors
 
 import (
+	"fmt"
+
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/legionelladossier/legiond/devicetwin"
@@ -72,8 +74,16 @@ func (s *shard) Receive(ctx actor.Context) {
 	}
 }
 
-// deliver forwards msg to the twin of k, activating it when needed.
+// deliver forwards msg to the twin of k, activating it when needed. An
+// input for a twin this node does not serve (cluster: its partition moved
+// away, e.g. one held while the twin passivated) goes back with ErrRetry
+// rather than reviving the twin here out of order; the twin's new member
+// replays it from Kafka.
 func (s *shard) deliver(ctx actor.Context, k key, msg any) {
+	if !s.sys.owns(k) {
+		s.sys.fail(msg, fmt.Errorf("%w: twin %s is not served by this member", ErrRetry, k.name()))
+		return
+	}
 	e := s.twins[k]
 	if e == nil {
 		pid, err := ctx.SpawnNamed(s.sys.props, k.name())

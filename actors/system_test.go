@@ -518,3 +518,22 @@ func TestDeadlineScanAtStart(t *testing.T) {
 		return false
 	})
 }
+
+// TestNotServedHere: in a cluster, an input for a twin whose partition this
+// member does not serve goes back for redelivery (to the member that
+// does) instead of activating the twin here.
+func TestNotServedHere(t *testing.T) {
+	d := newTestDevice(31, 0x26015001)
+	var served atomic.Bool
+	h := newHarness(t, []*testDevice{d}, func(c *Config) {
+		c.Owns = func(pebblestore.Kind, pebblestore.EUI) bool { return served.Load() }
+	})
+	if err := wait(t, h.send(d.uplink(t, 1, t0, gw1))); !errors.Is(err, ErrRetry) {
+		t.Fatalf("frame for a twin served elsewhere: %v, want ErrRetry", err)
+	}
+	if st := h.sys.Stats(); st.Activations != 0 {
+		t.Fatalf("%d activations, want none", st.Activations)
+	}
+	served.Store(true)
+	mustApply(t, h, d.uplink(t, 1, t0, gw1))
+}
