@@ -96,6 +96,7 @@ const (
 	DefaultMaxScanDevices   = 10000
 	DefaultMaxScanEvents    = 20000
 	DefaultStreamWriteGrace = 10 * time.Second
+	DefaultGrantRecheck     = 10 * time.Second
 )
 
 // Deps are what the services need. Registry, Recent and Hub are required;
@@ -125,6 +126,10 @@ type Deps struct {
 	// dropped as too slow may stay blocked on a client that does not read
 	// before the stream is reset. Default 10 s.
 	StreamWriteGrace time.Duration
+	// GrantRecheck is how often a stream opened under a break-glass grant
+	// checks that the grant still holds (a revocation ends it within this
+	// period; its expiry ends it at once). Default 10 s.
+	GrantRecheck time.Duration
 }
 
 func (d *Deps) setDefaults() {
@@ -142,6 +147,9 @@ func (d *Deps) setDefaults() {
 	}
 	if d.StreamWriteGrace == 0 {
 		d.StreamWriteGrace = DefaultStreamWriteGrace
+	}
+	if d.GrantRecheck == 0 {
+		d.GrantRecheck = DefaultGrantRecheck
 	}
 }
 

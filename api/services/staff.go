@@ -127,13 +127,40 @@ func (s *Services) auditStaff(ctx context.Context, p *auth.Principal) error {
 	return nil
 }
 
-// grantDeadline bounds a stream opened under a break-glass grant by the
-// grant's expiry (a revocation is seen by the next request).
+// errGrantRevoked ends a stream whose break-glass grant no longer holds.
+var errGrantRevoked = errors.New("the break-glass grant was revoked")
+
+// grantDeadline bounds a stream opened under a break-glass grant: it ends
+// at the grant's expiry, and within GrantRecheck of a revocation (the
+// grant is looked up again periodically, as every unary call does).
 func (s *Services) grantDeadline(ctx context.Context, p *auth.Principal) (context.Context, context.CancelFunc) {
-	if p.BreakGlass == nil {
+	g := p.BreakGlass
+	if g == nil {
 		return ctx, func() {}
 	}
-	return context.WithDeadline(ctx, time.Now().Add(p.BreakGlass.ExpiresAt.Sub(s.d.Now())))
+	ctx, cancelDeadline := context.WithDeadline(ctx, time.Now().Add(g.ExpiresAt.Sub(s.d.Now())))
+	ctx, cancelCause := context.WithCancelCause(ctx)
+	cancel := func() { cancelCause(nil); cancelDeadline() }
+	go func() {
+		t := time.NewTicker(s.d.GrantRecheck)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			err := s.d.Registry.InTx(ctx, postgres.PlatformScope(p.Actor()), func(tx *postgres.Tx) error {
+				_, err := tx.BreakGlass().Active(ctx, g.GrantID, p.Subject, s.d.Now())
+				return err
+			})
+			if errors.Is(err, postgres.ErrNotFound) {
+				cancelCause(errGrantRevoked)
+				return
+			}
+		}
+	}()
+	return ctx, cancel
 }
 
 // healthAlarms are the alarm types about the device itself, which a

@@ -35,7 +35,7 @@ func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unloc
 // newClockEnv is an env whose services read c.
 func newClockEnv(t *testing.T) (*env, *clock) {
 	c := &clock{t: time.Now().UTC().Truncate(time.Second)}
-	e := newEnv(t, envOptions{deps: func(d *services.Deps) { d.Now = c.now }})
+	e := newEnv(t, envOptions{deps: func(d *services.Deps) { d.Now = c.now; d.GrantRecheck = 20 * time.Millisecond }})
 	return e, c
 }
 
@@ -353,6 +353,32 @@ func TestBreakGlass(t *testing.T) {
 		t.Fatalf("after revocation: %v", err)
 	}
 
+	// A stream opened under a grant ends, PermissionDenied, once the grant
+	// is revoked (GrantRecheck later).
+	g3 := e.grant(t, A.customer.ID, "support-1", clk.now(), time.Hour)
+	sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
+	defer scancel()
+	stream, err := cl.telemetry.StreamEvents(sctx, withGrant(tok, g3.ID.String(), &apiv1.StreamEventsRequest{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !stream.Receive() { // the hello: the stream is open
+		t.Fatalf("stream under a grant: %v", stream.Err())
+	}
+	err = e.store.InTx(ctx, postgres.PlatformScope("user:admin-2"), func(tx *postgres.Tx) error {
+		_, err := tx.BreakGlass().Revoke(ctx, g3.ID, clk.now(), "platform_admin")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for stream.Receive() { // heartbeats until the recheck ends it
+	}
+	if code(stream.Err()) != connect.CodePermissionDenied {
+		t.Fatalf("stream after revocation: %v, want PermissionDenied", stream.Err())
+	}
+	_ = stream.Close()
+
 	// Every request under a grant was audited with the grant id and reason.
 	var under []postgres.AuditRecord
 	for _, rec := range e.auditOf(t, postgres.AuditDataAccess) {
@@ -364,14 +390,15 @@ func TestBreakGlass(t *testing.T) {
 			}
 		}
 	}
-	// readings, alarms, twin, B readings, B twin, 1 s before expiry, second grant.
-	if len(under) != 7 {
-		t.Errorf("%d break-glass entries, want 7", len(under))
+	// readings, alarms, twin, B readings, B twin, 1 s before expiry, second
+	// grant, the stream under the third.
+	if len(under) != 8 {
+		t.Errorf("%d break-glass entries, want 8", len(under))
 	}
-	if n := len(e.auditOf(t, postgres.AuditBreakGlassGrant)); n != 2 {
+	if n := len(e.auditOf(t, postgres.AuditBreakGlassGrant)); n != 3 {
 		t.Errorf("%d grant entries", n)
 	}
-	if n := len(e.auditOf(t, postgres.AuditBreakGlassRevoke)); n != 1 {
+	if n := len(e.auditOf(t, postgres.AuditBreakGlassRevoke)); n != 2 {
 		t.Errorf("%d revoke entries", n)
 	}
 	e.verifyAudit(t)

@@ -2,6 +2,7 @@ package services
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -222,6 +223,9 @@ func (s *Services) stream(ctx context.Context, op string, f hub.Filter, token st
 		msg, err := sub.Next(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
+				if errors.Is(context.Cause(ctx), errGrantRevoked) {
+					return denied("%v", errGrantRevoked)
+				}
 				return ctx.Err() // the interceptor tells an expired token apart
 			}
 			return s.toConnect(ctx, op, err)
