@@ -95,21 +95,14 @@ func (s *Services) ListPartners(ctx context.Context, req *connect.Request[apiv1.
 	if err != nil {
 		return nil, err
 	}
-	seen := map[uuid.UUID]postgres.Partner{}
-	for _, sc := range scopes(p) {
-		err := s.d.Registry.InTx(ctx, sc, func(tx *postgres.Tx) error {
-			ps, err := tx.Partners().List(ctx, postgres.ListOptions{Limit: maxListScan})
-			for _, x := range ps {
-				seen[x.ID] = x
-			}
-			return err
-		})
-		if err != nil {
-			return nil, s.toConnect(ctx, op, err)
-		}
+	seen, err := gather(ctx, s, op, scopes(p), func(tx *postgres.Tx) ([]postgres.Partner, error) {
+		return tx.Partners().List(ctx, postgres.ListOptions{Limit: maxListScan})
+	}, func(x postgres.Partner) uuid.UUID { return x.ID }, nil)
+	if err != nil {
+		return nil, err
 	}
-	all := sortedValues(seen, func(x postgres.Partner) []string { return nameKey(x.Name, x.ID) })
-	items, next := page(all, cur, size, qk, func(x postgres.Partner) []string { return nameKey(x.Name, x.ID) })
+	key := func(x postgres.Partner) []string { return nameKey(x.Name, x.ID) }
+	items, next := page(sortedValues(seen, key), cur, size, qk, key)
 	resp := &apiv1.ListPartnersResponse{NextPageToken: next}
 	for _, x := range items {
 		resp.Partners = append(resp.Partners, partnerToProto(x))
@@ -194,20 +187,11 @@ func (s *Services) ListCustomers(ctx context.Context, req *connect.Request[apiv1
 			return nil, s.toConnect(ctx, op, err)
 		}
 	}
-	seen := map[uuid.UUID]postgres.Customer{}
-	for _, sc := range scopes(p) {
-		err := s.d.Registry.InTx(ctx, sc, func(tx *postgres.Tx) error {
-			cs, err := tx.Customers().List(ctx, postgres.ListOptions{PartnerID: partner, Limit: maxListScan})
-			for _, c := range cs {
-				if p.CanSeeCustomer(c.ID) {
-					seen[c.ID] = c
-				}
-			}
-			return err
-		})
-		if err != nil {
-			return nil, s.toConnect(ctx, op, err)
-		}
+	seen, err := gather(ctx, s, op, scopes(p), func(tx *postgres.Tx) ([]postgres.Customer, error) {
+		return tx.Customers().List(ctx, postgres.ListOptions{PartnerID: partner, Limit: maxListScan})
+	}, func(c postgres.Customer) uuid.UUID { return c.ID }, func(c postgres.Customer) bool { return p.CanSeeCustomer(c.ID) })
+	if err != nil {
+		return nil, err
 	}
 	key := func(c postgres.Customer) []string { return nameKey(c.Name, c.ID) }
 	items, next := page(sortedValues(seen, key), cur, size, qk, key)
@@ -289,20 +273,11 @@ func (s *Services) ListSites(ctx context.Context, req *connect.Request[apiv1.Lis
 	if err != nil {
 		return nil, err
 	}
-	seen := map[uuid.UUID]postgres.Site{}
-	for _, sc := range scs {
-		err := s.d.Registry.InTx(ctx, sc, func(tx *postgres.Tx) error {
-			ss, err := tx.Sites().List(ctx, postgres.ListOptions{CustomerID: customer, Limit: maxListScan})
-			for _, x := range ss {
-				if visible(p, x.CustomerID, &x.ID) {
-					seen[x.ID] = x
-				}
-			}
-			return err
-		})
-		if err != nil {
-			return nil, s.toConnect(ctx, op, err)
-		}
+	seen, err := gather(ctx, s, op, scs, func(tx *postgres.Tx) ([]postgres.Site, error) {
+		return tx.Sites().List(ctx, postgres.ListOptions{CustomerID: customer, Limit: maxListScan})
+	}, func(x postgres.Site) uuid.UUID { return x.ID }, func(x postgres.Site) bool { return visible(p, x.CustomerID, &x.ID) })
+	if err != nil {
+		return nil, err
 	}
 	key := func(x postgres.Site) []string { return nameKey(x.Name, x.ID) }
 	items, next := page(sortedValues(seen, key), cur, size, qk, key)
@@ -383,20 +358,11 @@ func (s *Services) ListTapPoints(ctx context.Context, req *connect.Request[apiv1
 		}
 		scs = []postgres.Scope{sc}
 	}
-	seen := map[uuid.UUID]postgres.TapPoint{}
-	for _, sc := range scs {
-		err := s.d.Registry.InTx(ctx, sc, func(tx *postgres.Tx) error {
-			ts, err := tx.TapPoints().List(ctx, postgres.ListOptions{SiteID: siteID, Limit: maxListScan})
-			for _, x := range ts {
-				if visible(p, x.CustomerID, &x.SiteID) {
-					seen[x.ID] = x
-				}
-			}
-			return err
-		})
-		if err != nil {
-			return nil, s.toConnect(ctx, op, err)
-		}
+	seen, err := gather(ctx, s, op, scs, func(tx *postgres.Tx) ([]postgres.TapPoint, error) {
+		return tx.TapPoints().List(ctx, postgres.ListOptions{SiteID: siteID, Limit: maxListScan})
+	}, func(x postgres.TapPoint) uuid.UUID { return x.ID }, func(x postgres.TapPoint) bool { return visible(p, x.CustomerID, &x.SiteID) })
+	if err != nil {
+		return nil, err
 	}
 	key := func(x postgres.TapPoint) []string { return nameKey(x.Name, x.ID) }
 	items, next := page(sortedValues(seen, key), cur, size, qk, key)
@@ -677,20 +643,11 @@ func (s *Services) ListGateways(ctx context.Context, req *connect.Request[apiv1.
 	if err != nil {
 		return nil, err
 	}
-	seen := map[postgres.EUI64]postgres.Gateway{}
-	for _, sc := range scs {
-		err := s.d.Registry.InTx(ctx, sc, func(tx *postgres.Tx) error {
-			gs, err := tx.Gateways().List(ctx, postgres.ListOptions{CustomerID: customer, Limit: maxListScan})
-			for _, g := range gs {
-				if gatewayVisible(p, g) {
-					seen[g.GatewayEUI] = g
-				}
-			}
-			return err
-		})
-		if err != nil {
-			return nil, s.toConnect(ctx, op, err)
-		}
+	seen, err := gather(ctx, s, op, scs, func(tx *postgres.Tx) ([]postgres.Gateway, error) {
+		return tx.Gateways().List(ctx, postgres.ListOptions{CustomerID: customer, Limit: maxListScan})
+	}, func(g postgres.Gateway) postgres.EUI64 { return g.GatewayEUI }, func(g postgres.Gateway) bool { return gatewayVisible(p, g) })
+	if err != nil {
+		return nil, err
 	}
 	all := make([]postgres.Gateway, 0, len(seen))
 	for _, g := range seen {

@@ -223,3 +223,26 @@ func streamFilter(p *auth.Principal) hub.Filter {
 	}
 	return f
 }
+
+// gather lists rows in every scope of scs and keeps, once per key, those
+// keep accepts (nil: all). A row visible in two scopes (a partner's and
+// one of its customers') counts once.
+func gather[K comparable, V any](ctx context.Context, s *Services, op string, scs []postgres.Scope,
+	list func(*postgres.Tx) ([]V, error), key func(V) K, keep func(V) bool) (map[K]V, error) {
+	seen := map[K]V{}
+	for _, sc := range scs {
+		err := s.d.Registry.InTx(ctx, sc, func(tx *postgres.Tx) error {
+			vs, err := list(tx)
+			for _, v := range vs {
+				if keep == nil || keep(v) {
+					seen[key(v)] = v
+				}
+			}
+			return err
+		})
+		if err != nil {
+			return nil, s.toConnect(ctx, op, err)
+		}
+	}
+	return seen, nil
+}
