@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"strings"
@@ -11,7 +10,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/legionelladossier/legiond/storage/pgtest"
 	"github.com/legionelladossier/legiond/storage/postgres"
 )
 
@@ -21,27 +19,9 @@ import (
 func TestStaffAccessCLI(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	srv, err := pgtest.StartFromEnv(ctx, pgtest.Config{})
-	if err != nil {
-		t.Fatalf("cannot start PostgreSQL: %v", err)
-	}
-	t.Cleanup(func() { _ = srv.Stop() })
 	db := "legiond_staff_cli_test"
-	if err := srv.CreateDatabase(ctx, db, ""); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.DropDatabase(context.Background(), db) })
-	run := func(args ...string) (int, string, string) {
-		var out, errb bytes.Buffer
-		code := dispatch(ctx, args, stdio{in: strings.NewReader(""), out: &out, err: &errb})
-		return code, out.String(), errb.String()
-	}
-	t.Setenv(envDatabaseURL, "")
+	srv, run := cliDB(t, ctx, db, "staff-cli-password")
 	t.Setenv(postgres.MasterKeyEnv, "")
-	t.Setenv("LEGIOND_APP_PASSWORD", "staff-cli-password")
-	if code, _, errs := run("migrate", "--database-url", srv.DSN(db)); code != 0 {
-		t.Fatalf("migrate: %s", errs)
-	}
 	app := srv.UserDSN(db, postgres.AppRole, "staff-cli-password")
 	admin := func(args ...string) (int, string, string) {
 		return run(append([]string{"admin"}, append(args, "--database-url", app, "--actor", "user:op-1")...)...)
