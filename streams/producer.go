@@ -176,7 +176,12 @@ type writer struct {
 	closed    atomic.Bool
 }
 
-func newWriter(cfg ProducerConfig, withTopic bool, logger *slog.Logger) (*writer, error) {
+// newWriter validates cfg for its default topic (filling defaults in) and
+// builds the writer every producer wraps.
+func newWriter(cfg *ProducerConfig, topic string, withTopic bool, logger *slog.Logger) (*writer, error) {
+	if err := cfg.validate(topic); err != nil {
+		return nil, err
+	}
 	transport, err := cfg.Client.Transport()
 	if err != nil {
 		return nil, err
@@ -242,10 +247,7 @@ type EventProducer struct {
 // NewEventProducer returns a producer for twin.events. metrics may be nil.
 func NewEventProducer(cfg ProducerConfig, metrics *Metrics, logger *slog.Logger) (*EventProducer, error) {
 	logger = orDiscard(logger)
-	if err := cfg.validate(TopicTwinEvents); err != nil {
-		return nil, err
-	}
-	w, err := newWriter(cfg, true, logger)
+	w, err := newWriter(&cfg, TopicTwinEvents, true, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -319,10 +321,7 @@ type DLQProducer struct {
 // NewDLQProducer returns a producer for lorawan.uplink.dlq.
 func NewDLQProducer(cfg ProducerConfig, logger *slog.Logger) (*DLQProducer, error) {
 	logger = orDiscard(logger)
-	if err := cfg.validate(TopicUplinkDLQ); err != nil {
-		return nil, err
-	}
-	w, err := newWriter(cfg, true, logger)
+	w, err := newWriter(&cfg, TopicUplinkDLQ, true, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -375,10 +374,7 @@ type UplinkProducer struct {
 // lorawan.gateway.stats.
 func NewUplinkProducer(cfg ProducerConfig, logger *slog.Logger) (*UplinkProducer, error) {
 	logger = orDiscard(logger)
-	if err := cfg.validate(TopicUplink); err != nil {
-		return nil, err
-	}
-	w, err := newWriter(cfg, false, logger)
+	w, err := newWriter(&cfg, TopicUplink, false, logger)
 	if err != nil {
 		return nil, err
 	}

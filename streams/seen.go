@@ -74,10 +74,7 @@ type SeenProducer struct {
 // overrides). metrics may be nil.
 func NewSeenProducer(cfg ProducerConfig, metrics *Metrics, logger *slog.Logger) (*SeenProducer, error) {
 	logger = orDiscard(logger)
-	if err := cfg.validate(TopicGatewaySeen); err != nil {
-		return nil, err
-	}
-	w, err := newWriter(cfg, true, logger)
+	w, err := newWriter(&cfg, TopicGatewaySeen, true, logger)
 	if err != nil {
 		return nil, err
 	}
