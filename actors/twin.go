@@ -711,35 +711,28 @@ func (t *twin) giveUp() {
 	t.maybeStop()
 }
 
-func resetAttempts(in any) {
-	switch m := in.(type) {
-	case *frameMsg:
-		m.attempts = 0
-	case *gwMsg:
-		m.attempts = 0
-	case *opMsg:
-		m.attempts = 0
-	case *tickIn:
-		m.attempts = 0
-	}
-}
+// retried is an input that counts how often it was re-applied.
+type retried interface{ tries() *int }
 
+func (m *frameMsg) tries() *int { return &m.attempts }
+func (m *gwMsg) tries() *int    { return &m.attempts }
+func (m *opMsg) tries() *int    { return &m.attempts }
+func (m *tickIn) tries() *int   { return &m.attempts }
+
+// attempts counts one more application of in and returns the count before.
 func attempts(in any) int {
-	switch m := in.(type) {
-	case *frameMsg:
-		m.attempts++
-		return m.attempts - 1
-	case *gwMsg:
-		m.attempts++
-		return m.attempts - 1
-	case *opMsg:
-		m.attempts++
-		return m.attempts - 1
-	case *tickIn:
-		m.attempts++
-		return m.attempts - 1
+	if r, ok := in.(retried); ok {
+		n := r.tries()
+		*n++
+		return *n - 1
 	}
 	return 0
+}
+
+func resetAttempts(in any) {
+	if r, ok := in.(retried); ok {
+		*r.tries() = 0
+	}
 }
 
 func (t *twin) failHeld(err error) {
