@@ -143,10 +143,10 @@ func (n *node) startReplication(ctx context.Context, acfg *actors.Config) error 
 		return errors.New("node: cluster: a node id is required")
 	}
 	if cc.FailAfter == 0 {
-		cc.FailAfter = 2 * time.Second
+		cc.FailAfter = placement.DefaultFailAfter
 	}
 	if cc.Lease == 0 {
-		cc.Lease = 1500 * time.Millisecond
+		cc.Lease = placement.DefaultLease
 	}
 	if cc.HeartbeatTimeout == 0 {
 		cc.HeartbeatTimeout = 500 * time.Millisecond
