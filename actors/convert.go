@@ -232,3 +232,10 @@ func alarmMessage(a *devicetwin.AlarmTransition) string {
 }
 
 func postgresEUI(e devicetwin.EUI64) postgres.EUI64 { return postgres.EUI64(e) }
+
+// StripForWindow clears the ids a recent-event window entry does not keep
+// (tenant, partner, site, tap point, device: its key and the twin hold
+// them). Every writer of the window stores events in this form.
+func StripForWindow(ev *twinv1.TwinEvent) {
+	ev.PartnerId, ev.CustomerId, ev.SiteId, ev.TapPointId, ev.DeviceEui = "", "", "", "", ""
+}

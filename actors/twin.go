@@ -507,7 +507,7 @@ func (t *twin) advance() {
 			var buf []byte
 			for _, o := range fl.ops[:k] {
 				for _, ev := range o.events {
-					ev.PartnerId, ev.CustomerId, ev.SiteId, ev.TapPointId, ev.DeviceEui = "", "", "", "", ""
+					StripForWindow(ev)
 					start := len(buf)
 					var err error
 					if buf, err = (proto.MarshalOptions{}).MarshalAppend(buf, ev); err != nil {

@@ -126,7 +126,7 @@ func viewWrite(value []byte) (pebblestore.Write, bool) {
 		tenant = actors.DefaultGatewayTenant
 	}
 	id, at := ev.GetEventId(), ev.GetEventTime().AsTime()
-	ev.PartnerId, ev.CustomerId, ev.SiteId, ev.TapPointId, ev.DeviceEui = "", "", "", "", ""
+	actors.StripForWindow(&ev)
 	payload, err := proto.Marshal(&ev)
 	if err != nil || !pebblestore.ValidTenant(tenant) {
 		return pebblestore.Write{}, false
