@@ -164,41 +164,8 @@ func bootstrap(ctx context.Context, dsn, appPassword string) error {
 	}
 	defer func() { _ = conn.Close(context.Background()) }()
 
-	for _, stmt := range []string{
-		`DO $$ BEGIN
-		   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '` + OwnerRole + `') THEN
-		     CREATE ROLE ` + OwnerRole + ` NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
-		   END IF;
-		 EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
-		 END $$`,
-		`DO $$ BEGIN
-		   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '` + AppRole + `') THEN
-		     CREATE ROLE ` + AppRole + ` LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
-		   END IF;
-		 EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
-		 END $$`,
-		`DO $$ BEGIN
-		   IF NOT pg_has_role(current_user, '` + OwnerRole + `', 'MEMBER') THEN
-		     EXECUTE format('GRANT ` + OwnerRole + ` TO %I', current_user);
-		   END IF;
-		 END $$`,
-	} {
-		if _, err := conn.Exec(ctx, stmt); err != nil {
-			return fmt.Errorf("roles: %w", err)
-		}
-	}
-	var super, bypass bool
-	if err := conn.QueryRow(ctx, `SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1`, AppRole).Scan(&super, &bypass); err != nil {
-		return fmt.Errorf("check %s: %w", AppRole, err)
-	}
-	if super || bypass {
-		return fmt.Errorf("%s is superuser or BYPASSRLS: row-level security would not bind it; fix the role", AppRole)
-	}
-	if appPassword != "" {
-		// Utility statements take no parameters: quote the literal.
-		if _, err := conn.Exec(ctx, `ALTER ROLE `+AppRole+` WITH LOGIN PASSWORD `+quoteLiteral(appPassword)); err != nil {
-			return fmt.Errorf("set %s password: %w", AppRole, err)
-		}
+	if err := ensureRoles(ctx, conn, appPassword); err != nil {
+		return fmt.Errorf("roles: %w", err)
 	}
 	if _, err := conn.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+Schema+` AUTHORIZATION `+OwnerRole); err != nil {
 		var owner string

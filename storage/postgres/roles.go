@@ -21,6 +21,15 @@ func EnsureRoles(ctx context.Context, dsn, appPassword string) error {
 		return fmt.Errorf("ensure roles: connect: %w", err)
 	}
 	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
+	if err := ensureRoles(ctx, conn, appPassword); err != nil {
+		return fmt.Errorf("ensure roles: %w", err)
+	}
+	return nil
+}
+
+// ensureRoles is EnsureRoles on an open connection (Migrate's bootstrap
+// runs it too).
+func ensureRoles(ctx context.Context, conn *pgx.Conn, appPassword string) error {
 	stmts := []string{
 		`DO $$ BEGIN
 		   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '` + OwnerRole + `') THEN
@@ -41,19 +50,20 @@ func EnsureRoles(ctx context.Context, dsn, appPassword string) error {
 		 END $$`,
 	}
 	if appPassword != "" {
+		// Utility statements take no parameters: quote the literal.
 		stmts = append(stmts, `ALTER ROLE `+AppRole+` WITH LOGIN PASSWORD `+quoteLiteral(appPassword))
 	}
 	for _, stmt := range stmts {
 		if _, err := conn.Exec(ctx, stmt); err != nil {
-			return fmt.Errorf("ensure roles: %w", err)
+			return err
 		}
 	}
 	var super, bypass bool
 	if err := conn.QueryRow(ctx, `SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1`, AppRole).Scan(&super, &bypass); err != nil {
-		return fmt.Errorf("ensure roles: check %s: %w", AppRole, err)
+		return fmt.Errorf("check %s: %w", AppRole, err)
 	}
 	if super || bypass {
-		return fmt.Errorf("ensure roles: %w: %s is superuser or BYPASSRLS; fix the role", ErrUnsafeRole, AppRole)
+		return fmt.Errorf("%w: %s is superuser or BYPASSRLS: row-level security would not bind it; fix the role", ErrUnsafeRole, AppRole)
 	}
 	return nil
 }
