@@ -135,23 +135,10 @@ func (s *Store) Submit(ctx context.Context, writes []Write, done func(error)) er
 	if err != nil {
 		return err
 	}
-	if err := s.acquire(); err != nil {
-		return err
+	if err := s.enqueue(ctx, u); err != nil {
+		return fmt.Errorf("submit: %w", err)
 	}
-	defer s.release()
-	select {
-	case s.queue <- u:
-		return nil
-	default:
-	}
-	select {
-	case s.queue <- u:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("submit: %w", ctx.Err())
-	case <-s.closing:
-		return fmt.Errorf("submit: %w", ErrClosed)
-	}
+	return nil
 }
 
 // TrySubmit is Submit without waiting: when the queue is full it returns

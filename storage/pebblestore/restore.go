@@ -148,7 +148,8 @@ func (s *Store) CommitReplica(ctx context.Context, meta []byte, writes ...Replic
 	}
 }
 
-// enqueue is Submit's queueing for a unit built here.
+// enqueue queues a built unit for the committer, waiting for room
+// (backpressure) until ctx ends or the store closes.
 func (s *Store) enqueue(ctx context.Context, u *unit) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -157,6 +158,11 @@ func (s *Store) enqueue(ctx context.Context, u *unit) error {
 		return err
 	}
 	defer s.release()
+	select {
+	case s.queue <- u: // room: no need to watch ctx
+		return nil
+	default:
+	}
 	select {
 	case s.queue <- u:
 		return nil
